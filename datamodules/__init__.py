@@ -1,0 +1,1 @@
+"""LightningDataModules: embedded default data and loaders for the real dataset formats."""

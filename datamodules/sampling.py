@@ -1,0 +1,113 @@
+"""Epoch-aware distributed sampling, so map-style datasets can resample per epoch deterministically.
+
+:class:`EpochSeededSampler` yields ``epoch * len(dataset) + i`` instead of ``i``; a dataset decodes
+that with :func:`split_index` and seeds its randomness by ``(seed, epoch, i)``. The index travels
+with each sample request, so this works inside persistent DataLoader worker processes, whose copy
+of the dataset never sees ``set_epoch``.
+
+Lightning and this sampler: because it is a ``DistributedSampler`` subclass, Lightning's
+``use_distributed_sampler`` logic leaves it in place (it only injects a sampler when the loader's
+sampler is not already a ``DistributedSampler``), and the fit and evaluation loops call
+``sampler.set_epoch(current_epoch)`` before every epoch. So build it with the trainer's world size
+and global rank (:func:`make_dataloader` does) and it shards, shuffles and re-seeds exactly as
+Lightning's own sampler would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+__all__ = ["EpochSeededSampler", "make_dataloader", "split_index"]
+
+
+def split_index(idx: int, n: int) -> tuple[int, int]:
+    """Decode an :class:`EpochSeededSampler` index into ``(epoch, i)`` with ``0 <= i < n``.
+
+    A plain index ``i < n`` (e.g. from a default sampler) decodes to ``(0, i)``.
+    """
+    if n <= 0:
+        raise ValueError(f"split_index: dataset length must be positive, got {n}")
+    idx = int(idx)
+    if idx < 0:
+        raise IndexError(f"split_index: negative index {idx} is not supported")
+    return divmod(idx, n)
+
+
+class EpochSeededSampler(DistributedSampler):
+    """``DistributedSampler`` whose indices carry the epoch: yields ``epoch * len(dataset) + i``.
+
+    The ``i`` are exactly what ``DistributedSampler`` yields for the same arguments and epoch:
+    a shard of ``ceil(len / num_replicas)`` indices per rank (padded by repetition unless
+    ``drop_last``), shuffled by ``seed + epoch`` when ``shuffle``. Works without an initialised
+    process group since ``num_replicas`` and ``rank`` are given explicitly.
+
+    Args:
+        dataset: a sized map-style dataset whose ``__getitem__`` decodes with :func:`split_index`.
+        num_replicas: number of processes (world size).
+        rank: this process's global rank, ``0 <= rank < num_replicas``.
+        shuffle: shuffle by ``seed + epoch`` (training); ``False`` for evaluation.
+        seed: shuffling seed, identical on all ranks.
+        drop_last: drop the tail so every rank gets the same number of indices (else pad).
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        num_replicas: int = 1,
+        rank: int = 0,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+    ) -> None:
+        super().__init__(
+            dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last
+        )
+
+    def __iter__(self) -> Iterator[int]:
+        offset = self.epoch * len(self.dataset)  # type: ignore[arg-type]
+        return (offset + i for i in super().__iter__())
+
+
+def make_dataloader(
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    num_workers: int,
+    trainer: Any = None,
+    drop_last: bool = False,
+    collate_fn: Callable | None = None,
+) -> DataLoader:
+    """Build a DataLoader over ``dataset`` with an :class:`EpochSeededSampler`.
+
+    Args:
+        dataset: map-style dataset decoding indices with :func:`split_index`.
+        batch_size: per-process batch size.
+        shuffle: ``True`` for training, ``False`` for val/test/predict.
+        seed: sampler seed (same on every rank).
+        num_workers: DataLoader worker processes; workers are persistent when > 0.
+        trainer: the Lightning ``Trainer`` (``datamodule.trainer``); its ``world_size`` and
+            ``global_rank`` shard the data. ``None`` -> one process, rank 0.
+        drop_last: drop the incomplete last batch (and the uneven tail across ranks).
+        collate_fn: optional DataLoader collate function.
+    """
+    world_size = int(getattr(trainer, "world_size", 1)) if trainer is not None else 1
+    rank = int(getattr(trainer, "global_rank", 0)) if trainer is not None else 0
+    sampler = EpochSeededSampler(
+        dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last
+    )
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        pin_memory=torch.cuda.is_available(),
+        drop_last=drop_last,
+        collate_fn=collate_fn,
+    )

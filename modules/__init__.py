@@ -1,0 +1,1 @@
+"""Plain nn.Modules shared by the tasks (no Lightning): attention, spatial transformer, encoders, decoders."""

@@ -1,0 +1,120 @@
+"""Spatial transformer (Jaderberg et al. 2015): localisation net -> affine theta -> grid -> bilinear sampler."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+IDENTITY_THETA = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+
+
+class LocalisationNet(nn.Module):
+    """Small CNN that regresses the 6 affine parameters; the last layer starts at the identity transform."""
+
+    def __init__(self, in_channels: int = 1, in_size: int = 42, channels: tuple[int, ...] = (20, 20),
+                 hidden: int = 50, pool_to: int = 6) -> None:
+        """
+        Args:
+            in_channels: image channels.
+            in_size: input height = width (only used to check the input).
+            channels: output channels of each 5x5 conv (each followed by 2x2 max-pool and ReLU).
+            hidden: width of the fully connected layer before the 6 outputs.
+            pool_to: adaptive pooling size after the convs, so any input size works.
+        """
+        super().__init__()
+        layers: list[nn.Module] = []
+        previous = in_channels
+        for width in channels:
+            layers += [nn.Conv2d(previous, width, 5, padding=2), nn.MaxPool2d(2), nn.ReLU(inplace=True)]
+            previous = width
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(pool_to))
+        self.regressor = nn.Sequential(
+            nn.Flatten(), nn.Linear(previous * pool_to * pool_to, hidden), nn.ReLU(inplace=True),
+            nn.Linear(hidden, 6),
+        )
+        self.in_size = in_size
+        self.reset_to_identity()
+
+    def reset_to_identity(self) -> None:
+        """Zero weights and identity bias in the last layer: theta is the identity for every input at init."""
+        last = self.regressor[-1]
+        nn.init.zeros_(last.weight)
+        with torch.no_grad():
+            last.bias.copy_(torch.tensor(IDENTITY_THETA))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """images [B, C, H, W] -> theta [B, 2, 3] (maps output coords to input coords, normalised to [-1, 1])."""
+        return self.regressor(self.features(images)).view(-1, 2, 3)
+
+
+class SpatialTransformer(nn.Module):
+    """Resample the input where the localisation net says.
+
+    Coordinates follow ``align_corners=False``: -1 and +1 are the outer edges of the border pixels, so the
+    identity theta reproduces the input exactly at the same size. Outside the input the sampler returns
+    ``background`` (the value of an empty pixel in the caller's normalisation): zero padding on inputs
+    whose background is not zero would add a frame the classifier can see, and teach the transformer to
+    zoom out to find it.
+    """
+
+    align_corners = False
+
+    def __init__(self, localisation: nn.Module, out_size: int | None = None, background: float = 0.0) -> None:
+        """
+        Args:
+            localisation: module images [B, C, H, W] -> theta [B, 2, 3].
+            out_size: output height = width (default: same as the input).
+            background: value of an empty input pixel, used outside the input.
+        """
+        super().__init__()
+        self.localisation = localisation
+        self.out_size = out_size
+        self.background = background
+
+    def sample(self, images: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+        """images [B, C, H, W], theta [B, 2, 3] -> resampled [B, C, S, S] (bilinear)."""
+        batch, channels, height, width = images.shape
+        size = (batch, channels, self.out_size or height, self.out_size or width)
+        grid = F.affine_grid(theta.float(), list(size), align_corners=self.align_corners)  # [B, S, S, 2]
+        shifted = images - self.background if self.background else images
+        out = F.grid_sample(shifted, grid.to(images.dtype), mode="bilinear", padding_mode="zeros",
+                            align_corners=self.align_corners)
+        return out + self.background if self.background else out
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """images [B, C, H, W] -> (transformed [B, C, S, S], theta [B, 2, 3])."""
+        theta = self.localisation(images)
+        return self.sample(images, theta), theta
+
+
+def sampled_region_mask(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Which input pixels lie inside the region the transformer samples.
+
+    theta [B, 2, 3] maps output coords (the square [-1, 1]^2) to input coords; a pixel centre p of the
+    input is inside the region when theta^-1 maps it into that square. Returns bool [B, H, W].
+    """
+    xs = (torch.arange(width, device=theta.device, dtype=torch.float32) + 0.5) * 2 / width - 1   # [W]
+    ys = (torch.arange(height, device=theta.device, dtype=torch.float32) + 0.5) * 2 / height - 1  # [H]
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+    points = torch.stack([grid_x, grid_y], dim=-1).view(1, -1, 2)                                # [1, HW, 2]
+    linear, offset = theta[:, :, :2].float(), theta[:, :, 2].float()                              # [B,2,2] [B,2]
+    inverse = torch.linalg.inv(linear)                                                            # [B, 2, 2]
+    local = (points - offset[:, None, :]) @ inverse.transpose(1, 2)                               # [B, HW, 2]
+    return (local.abs() <= 1).all(dim=-1).view(-1, height, width)
+
+
+def box_mask(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """boxes [B, 4] (x0, y0, x1, y1 in pixels) -> bool [B, H, W] of the pixel centres inside each box."""
+    xs = torch.arange(width, device=boxes.device, dtype=torch.float32) + 0.5
+    ys = torch.arange(height, device=boxes.device, dtype=torch.float32) + 0.5
+    inside_x = (xs[None] >= boxes[:, 0:1]) & (xs[None] <= boxes[:, 2:3])    # [B, W]
+    inside_y = (ys[None] >= boxes[:, 1:2]) & (ys[None] <= boxes[:, 3:4])    # [B, H]
+    return inside_y[:, :, None] & inside_x[:, None, :]
+
+
+def mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Intersection over union of two bool masks [B, H, W] -> [B]."""
+    intersection = (a & b).flatten(1).sum(1).float()
+    union = (a | b).flatten(1).sum(1).float().clamp(min=1)
+    return intersection / union

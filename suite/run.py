@@ -1,0 +1,136 @@
+"""What train.py does with a composed config: build data, model, trainer and loggers, fit, then test.
+
+Nothing here knows a task by name: a task is a `model:` and a `data:` config with `_target_`s.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import Logger, WandbLogger
+from pytorch_lightning.utilities import rank_zero_only
+
+from suite.wandb_setup import choose_wandb_mode
+
+log = logging.getLogger(__name__)
+
+
+@rank_zero_only
+def say(message: str) -> None:
+    """Log on rank zero only (DDP workers stay quiet)."""
+    log.info(message)
+
+
+def instantiate_group(group: DictConfig | None) -> list[Any]:
+    """Instantiate every entry with a `_target_` in a config group (callbacks, loggers)."""
+    if not group:
+        return []
+    return [hydra.utils.instantiate(node) for node in group.values() if node and "_target_" in node]
+
+
+def datamodule_provided_kwargs(model_cfg: DictConfig, datamodule: pl.LightningDataModule) -> dict[str, Any]:
+    """Model arguments left `???` in the config, read from the datamodule's attribute of the same name.
+
+    This is how a model learns what only the data knows (image size, number of classes, vocabulary size)
+    without train.py knowing any task.
+    """
+    missing = [key for key in model_cfg if OmegaConf.is_missing(model_cfg, key)]
+    unfilled = [key for key in missing if not hasattr(datamodule, key)]
+    if unfilled:
+        raise ValueError(
+            f"model config leaves {unfilled} unset (???) and {type(datamodule).__name__} has no attribute of "
+            f"that name; set it on the command line, e.g. model.{unfilled[0]}=..."
+        )
+    return {key: getattr(datamodule, key) for key in missing}
+
+
+def log_run_facts(cfg: DictConfig, model: pl.LightningModule, loggers: list[Logger]) -> None:
+    """Hyperparameters (the whole resolved config) and parameter counts, to every logger."""
+    params = {
+        "params/total": sum(p.numel() for p in model.parameters()),
+        "params/trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    for logger in loggers:
+        logger.log_hyperparams({"config": resolved, **params})
+    say(f"model {type(model).__name__}: {params['params/total']:,} parameters "
+        f"({params['params/trainable']:,} trainable)")
+
+
+@rank_zero_only
+def report_locations(cfg: DictConfig, trainer: pl.Trainer) -> None:
+    """Tell the user where the run directory, checkpoints and W&B run are."""
+    say(f"run directory: {cfg.paths.output_dir}")
+    checkpoint = trainer.checkpoint_callback
+    if checkpoint is not None and getattr(checkpoint, "best_model_path", ""):
+        say(f"checkpoints: best {checkpoint.best_model_path} | last {checkpoint.last_model_path}")
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            run = logger.experiment
+            if os.environ.get("WANDB_MODE") == "offline":
+                say(f"W&B run (offline): {os.path.dirname(run.dir)} -- upload it with: "
+                    f"wandb sync {os.path.dirname(run.dir)}")
+            elif getattr(run, "url", None):
+                say(f"W&B run: {run.url}")
+
+
+def finish_wandb() -> None:
+    """Close the W&B run so that the next job of a multirun sweep starts its own."""
+    import wandb
+
+    if wandb.run is not None:
+        wandb.finish()
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    """Fit and/or test as the config says; return the last fit metrics and the test metrics as floats."""
+    if cfg.get("seed") is not None:
+        pl.seed_everything(cfg.seed, workers=True)
+    if any(isinstance(node, DictConfig) and "WandbLogger" in str(node.get("_target_", ""))
+           for node in (cfg.get("logger") or {}).values()):
+        mode, decided_here = choose_wandb_mode()
+        if decided_here and mode == "offline":
+            say("W&B: no credentials found (WANDB_API_KEY or `wandb login`), logging offline into the run "
+                "directory; nothing is uploaded and nothing is asked.")
+
+    # _convert_="all": plain lists/dicts in hyperparameters, so checkpoints load with weights_only=True
+    datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data, _convert_="all")
+    model: pl.LightningModule = hydra.utils.instantiate(
+        cfg.model, **datamodule_provided_kwargs(cfg.model, datamodule), _convert_="all"
+    )
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    loggers = instantiate_group(cfg.get("logger"))
+    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    log_run_facts(cfg, model, loggers)
+
+    fit_model = torch.compile(model) if cfg.get("compile") else model
+    metrics: dict[str, float] = {}
+    if cfg.get("train", True):
+        trainer.fit(fit_model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        metrics.update({key: float(value) for key, value in trainer.callback_metrics.items()})
+    if cfg.get("test", True):
+        test_checkpoint = _checkpoint_to_test(cfg, trainer)
+        trainer.test(fit_model, datamodule=datamodule, ckpt_path=test_checkpoint)
+        metrics.update({key: float(value) for key, value in trainer.callback_metrics.items()})
+
+    report_locations(cfg, trainer)
+    finish_wandb()
+    return metrics
+
+
+def _checkpoint_to_test(cfg: DictConfig, trainer: pl.Trainer) -> str | None:
+    """The best checkpoint after fitting; the given ckpt_path with train=false; else the current weights."""
+    if not cfg.get("train", True):
+        return cfg.get("ckpt_path")
+    best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
+    if best:
+        say(f"testing the best checkpoint: {best}")
+        return best
+    say("no checkpoint was saved (fast_dev_run or checkpointing off): testing the current weights")
+    return None

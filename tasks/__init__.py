@@ -1,0 +1,1 @@
+"""LightningModules, one file per task, plus task-level metrics and figure logging."""

@@ -1,0 +1,64 @@
+"""Shared fixtures: the real Hydra config, composed and shrunk for fast CPU runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+
+# Overrides that make any task's run small: CPU, no worker processes, CSV logging, a couple of batches.
+FAST = [
+    "trainer=cpu",
+    "logger=csv",
+    "data.num_workers=0",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+]
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def compose_config(overrides: list[str], output_dir: Path) -> DictConfig:
+    """Compose configs/train.yaml as train.py would, with this run's directory set to output_dir."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(output_dir)
+        cfg.hydra.job.num = 0
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+    return cfg
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
+    """make_cfg("task=stn", "model.arch=cnn") -> the composed, shrunk config (runs in tmp_path)."""
+
+    def _make(*overrides: str, fast: bool = True) -> DictConfig:
+        return compose_config([*(FAST if fast else []), *overrides], tmp_path / "run")
+
+    yield _make
+    GlobalHydra.instance().clear()
+
+
+def run_cli(script: str, *args: str, cwd: Path, timeout: int = 300, env: dict | None = None
+            ) -> subprocess.CompletedProcess:
+    """Run `python <script> args...` from the repository as a user would, capturing its output."""
+    full_env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "0",
+                "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
