@@ -1,0 +1,69 @@
+"""The STN LightningModule on its own: overfits one batch, gradients reach every parameter, figures render."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from datamodules.digits import DigitsDataModule
+from tasks.stn import STNClassifier
+
+
+@pytest.fixture(scope="module")
+def batch() -> dict[str, torch.Tensor]:
+    datamodule = DigitsDataModule(distortion="rts", batch_size=32, num_workers=0)
+    datamodule.setup("fit")
+    batch = next(iter(datamodule.train_dataloader()))  # shuffled: all classes present
+    assert len(batch["label"].unique()) >= 8
+    return batch
+
+
+@pytest.mark.parametrize("arch", ["cnn", "st_cnn"])
+def test_overfits_one_batch(batch, arch):
+    torch.manual_seed(0)
+    model = STNClassifier(arch=arch, image_size=42, num_classes=10, dropout=0.0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    first_loss = None
+    for _ in range(60):
+        logits = model(batch["image"])["logits"]
+        loss = F.cross_entropy(logits, batch["label"])
+        first_loss = first_loss if first_loss is not None else loss.item()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        predictions = model(batch["image"])["logits"].argmax(-1)
+    assert first_loss > 1.5 and loss.item() < 0.05
+    assert (predictions == batch["label"]).all()
+
+
+def test_gradients_reach_every_parameter(batch):
+    torch.manual_seed(0)
+    model = STNClassifier(arch="st_cnn", image_size=42, num_classes=10)
+    # the localisation net's last layer starts at zero (identity transform): one step moves it off zero
+    torch.nn.init.normal_(model.transformer.localisation.regressor[-1].weight, std=1e-3)
+    out = model(batch["image"])
+    F.cross_entropy(out["logits"], batch["label"]).backward()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+        assert torch.isfinite(parameter.grad).all(), name
+    assert out["transformed"].shape == batch["image"].shape and out["theta"].shape == (32, 2, 3)
+
+
+def test_st_out_size_sets_what_the_classifier_sees(batch):
+    model = STNClassifier(arch="st_cnn", image_size=42, num_classes=10, st_out_size=28)
+    assert model(batch["image"])["transformed"].shape == (32, 1, 28, 28)
+
+
+def test_before_after_figure_renders(batch):
+    model = STNClassifier(arch="st_cnn", image_size=42, num_classes=10, class_names=list("0123456789"))
+    with torch.no_grad():
+        out = model(batch["image"][:4])
+    figure = model.before_after_figure({"image": batch["image"][:4], "label": batch["label"][:4],
+                                        "transformed": out["transformed"], "theta": out["theta"],
+                                        "pred": out["logits"].argmax(-1)})
+    assert len(figure.axes) == 8
+    # row 1 (axes 0-3): inputs, each with the red outline of the sampled region; row 2: transformed
+    assert [len(axis.lines) for axis in figure.axes] == [1, 1, 1, 1, 0, 0, 0, 0]
