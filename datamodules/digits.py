@@ -23,6 +23,7 @@ import gzip
 import importlib.resources
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.distortions import DISTORTIONS, canvas_size, distort
+from datamodules.distortions import DISTORTIONS, canvas_size, distort_batch
 from datamodules.idx import IdxFormatError, read_idx
 from datamodules.sampling import make_dataloader, split_index
 
@@ -207,19 +208,44 @@ class DistortedDigits(Dataset):
         return len(self.digits)
 
     def __getitem__(self, idx: int) -> dict[str, torch.Tensor]:
+        return self.__getitems__([idx])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, torch.Tensor]]:
+        """Items for a batch of (epoch-encoded) indices, distorted together (the DataLoader calls this).
+
+        Equal to ``[self[idx] for idx in indices]``: each item draws from its own generator seeded by
+        ``(seed, split_id, epoch, i)``; the geometry and the rendering are batched.
+
+        Returns:
+            one dict per index: ``image`` float32 [1, S, S], ``label`` int64 [], ``box`` float32 [4].
+        """
+        if not len(indices):
+            return []
         n = len(self.digits)
-        epoch, i = split_index(idx, n)
-        rng = np.random.default_rng([self.seed, self.split_id, epoch if self.resample else 0, i])
-        sources = None
-        if self.distortion == "cluttered" and self.clutter_pieces > 0:
-            if n > 1:  # clutter_pieces other digits, never i itself
-                others = rng.integers(n - 1, size=self.clutter_pieces)
-                others += others >= i
-            else:  # a one-digit split has no other digit: clutter from itself
-                others = np.zeros(self.clutter_pieces, dtype=np.int64)
-            sources = self.digits[others]  # [k, 28, 28]
-        image, box = distort(self.digits[i], self.distortion, rng, sources, self.clutter_pieces)  # [S,S], [4]
-        return {"image": image[None], "label": torch.tensor(self.labels[i], dtype=torch.long), "box": box}
+        decoded = [split_index(idx, n) for idx in indices]
+        items = np.array([i for _, i in decoded], dtype=np.int64)  # [B]
+        rngs = [
+            np.random.default_rng([self.seed, self.split_id, epoch if self.resample else 0, i])
+            for epoch, i in decoded
+        ]
+        sources = self._clutter_sources(items, rngs)  # [B, k, 28, 28] | None
+        images, boxes = distort_batch(self.digits[items], self.distortion, rngs, sources, self.clutter_pieces)
+        labels = torch.from_numpy(self.labels[items])  # [B] int64
+        return [
+            {"image": image[None], "label": label, "box": box}  # [1, S, S], [], [4]
+            for image, label, box in zip(images, labels, boxes, strict=True)
+        ]
+
+    def _clutter_sources(self, items: np.ndarray, rngs: list[np.random.Generator]) -> np.ndarray | None:
+        """Each item's ``clutter_pieces`` OTHER digits [B, k, 28, 28] (first draws of its generator), or None."""
+        if self.distortion != "cluttered" or self.clutter_pieces <= 0:
+            return None
+        n, k = len(self.digits), self.clutter_pieces
+        if n == 1:  # a one-digit split has no other digit: clutter from itself
+            return self.digits[np.zeros((len(items), k), dtype=np.int64)]
+        others = np.stack([rng.integers(n - 1, size=k) for rng in rngs])  # [B, k] among the n - 1 others
+        others += others >= items[:, None]
+        return self.digits[others]
 
 
 # ---------------------------------------------------------------- datamodule

@@ -95,3 +95,26 @@ def test_resume_from_last_checkpoint_continues_the_same_run(make_cfg, tmp_path):
 def test_unknown_architecture_lists_the_choices(make_cfg):
     with pytest.raises(Exception, match=r"model.arch='vit'.*\['cnn', 'st_cnn'\]"):
         run(make_cfg("task=stn", "model.arch=vit", "trainer.fast_dev_run=true"))
+
+
+def test_tensorboard_logger_gets_scalars_and_the_image(make_cfg):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = make_cfg("task=stn", "logger=tensorboard", *SHORT)
+    run(cfg)
+    events = EventAccumulator(str(Path(cfg.paths.output_dir) / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    assert {"val/error", "val/iou", "test/error"} <= set(events.Tags()["scalars"])
+    assert "val/transformer" in events.Tags()["images"]
+
+
+@pytest.mark.parametrize("experiment", ["stn_rts_mnist", "stn_cluttered_mnist"])
+def test_experiment_presets_run_on_mnist_idx_files(make_cfg, tmp_path, experiment):
+    from tests.datamodules.test_digits import write_raw
+
+    write_raw(tmp_path / "mnist" / "MNIST" / "raw", n_train=60, n_test=20)
+    cfg = make_cfg(f"experiment={experiment}", f"data.root={tmp_path / 'mnist'}", "data.val_per_class=1",
+                   "trainer.fast_dev_run=true", "data.batch_size=8")
+    assert cfg.data.source == "mnist" and cfg.model.arch == "st_cnn"
+    metrics = run(cfg)
+    assert "test/error" in metrics
