@@ -11,6 +11,7 @@ class ConvClassifier(nn.Module):
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, channels: tuple[int, ...] = (32, 64),
                  hidden: int = 256, dropout: float = 0.2, pool_to: int = 4, batch_norm: bool = True,
+                 kernel_size: int = 5,
                  pixel_mean: float = 0.13, pixel_std: float = 0.31) -> None:
         """
         Args:
@@ -21,6 +22,7 @@ class ConvClassifier(nn.Module):
             dropout: dropout before each fully connected layer.
             pool_to: adaptive max-pool size before the head (any input size works).
             batch_norm: BatchNorm after each conv (off: per-sample computation, e.g. to compare DDP runs).
+            kernel_size: side of every conv kernel (odd; padded to keep the size before each pool).
             pixel_mean, pixel_std: input normalisation, applied here so that the spatial transformer in
                 front of it can sample raw [0, 1] images whose background is exactly 0.
         """
@@ -31,7 +33,7 @@ class ConvClassifier(nn.Module):
         previous = in_channels
         for width in channels:
             norm = nn.BatchNorm2d(width) if batch_norm else nn.Identity()
-            layers += [nn.Conv2d(previous, width, 5, padding=2, bias=not batch_norm), norm,
+            layers += [nn.Conv2d(previous, width, kernel_size, padding=kernel_size // 2, bias=not batch_norm), norm,
                        nn.ReLU(inplace=True), nn.MaxPool2d(2)]
             previous = width
         self.features = nn.Sequential(*layers, nn.AdaptiveMaxPool2d(pool_to))

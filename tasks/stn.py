@@ -31,8 +31,8 @@ class STNClassifier(pl.LightningModule):
 
     def __init__(self, arch: str = "st_cnn", image_size: int = 42, num_classes: int = 10,
                  st_out_size: int | None = None, channels: tuple[int, ...] = (32, 64), hidden: int = 256,
-                 dropout: float = 0.2, batch_norm: bool = True, lr: float = 3e-3, loc_lr_scale: float = 0.3,
-                 weight_decay: float = 1e-4,
+                 dropout: float = 0.2, batch_norm: bool = True, kernel_size: int = 5, lr: float = 3e-3,
+                 loc_lr_scale: float = 0.3, weight_decay: float = 1e-4,
                  warmup_fraction: float = 0.15, channels_last: bool = False, num_figure_samples: int = 8,
                  class_names: list[str] | None = None) -> None:
         """
@@ -41,7 +41,8 @@ class STNClassifier(pl.LightningModule):
             image_size: input height = width (the datamodule's canvas size).
             num_classes: number of classes.
             st_out_size: size of the transformer's output (default: image_size).
-            channels, hidden, dropout, batch_norm: the classifier (modules.classifiers.ConvClassifier).
+            channels, hidden, dropout, batch_norm, kernel_size: the classifier
+                (modules.classifiers.ConvClassifier).
             lr: peak learning rate of the one-cycle schedule (AdamW).
             loc_lr_scale: the localisation net's learning rate relative to lr.
             weight_decay: AdamW weight decay.
@@ -58,7 +59,7 @@ class STNClassifier(pl.LightningModule):
             SpatialTransformer(LocalisationNet(1, image_size), out_size=st_out_size) if arch == "st_cnn" else None
         )
         self.classifier = ConvClassifier(1, num_classes, tuple(channels), hidden, dropout,
-                                         batch_norm=batch_norm)
+                                         batch_norm=batch_norm, kernel_size=kernel_size)
         # per split (ModuleDict keys cannot be "train": nn.Module.train exists)
         self.accuracy = torch.nn.ModuleDict(
             {f"{split}_": MulticlassAccuracy(num_classes, average="micro") for split in SPLITS}
@@ -135,12 +136,15 @@ class STNClassifier(pl.LightningModule):
         count = sample["image"].shape[0]
         figure, axes = plt.subplots(2, count, figsize=(1.4 * count, 3.2), squeeze=False)
         size = sample["image"].shape[-1]
+        corners = torch.tensor([[-1, -1, 1], [1, -1, 1], [1, 1, 1], [-1, 1, 1], [-1, -1, 1]], dtype=torch.float)
         for i in range(count):
             axes[0, i].imshow(sample["image"][i, 0], cmap="gray", vmin=0, vmax=1)
             if sample["theta"] is not None:
-                corners = torch.tensor([[-1, -1, 1], [1, -1, 1], [1, 1, 1], [-1, 1, 1], [-1, -1, 1]], dtype=torch.float)
+                # theta maps output coords to input coords in [-1, 1] (align_corners=False): pixel = (x+1)*S/2 - 0.5
                 xy = (corners @ sample["theta"][i].T + 1) * size / 2 - 0.5          # [5, 2] pixel coords
                 axes[0, i].plot(xy[:, 0], xy[:, 1], color="red", linewidth=1)
+                axes[0, i].set_xlim(-0.5, size - 0.5)
+                axes[0, i].set_ylim(size - 0.5, -0.5)
             axes[1, i].imshow(sample["transformed"][i, 0], cmap="gray", vmin=0, vmax=1)
             pred, true = int(sample["pred"][i]), int(sample["label"][i])
             axes[1, i].set_title(f"{self.class_names[pred]} / {self.class_names[true]}", fontsize=8,
