@@ -1,0 +1,243 @@
+"""Attention over a set of keys: additive (Bahdanau / Xu), dot and general (Luong), and a hard wrapper.
+
+Every soft kind has the same interface:
+
+    context, weights = attention(query, keys, mask=None, precomputed=None)
+
+    query   [B, Dq]       what the decoder asks with (usually its hidden state)
+    keys    [B, N, Dk]    what it attends over (image grid, frames, source words); values = keys
+    mask    [B, N] bool   True = real key, False = padding (None: every key is real)
+    context [B, Dk]       sum_n weights[:, n] * keys[:, n]
+    weights [B, N]        a distribution over the real keys (float32); exactly 0 on masked keys,
+                          and all 0 on a row with no real key (whose context is then 0)
+
+A decoder calls attention at every step over the same keys, so the projection of the keys is computed
+once per sequence with ``precompute(keys)`` and passed back as ``precomputed=``; the result is the same
+as without it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Categorical
+
+ATTENTION_KINDS = {
+    "additive": "additive", "bahdanau": "additive",
+    "dot": "dot", "luong_dot": "dot",
+    "general": "general", "luong_general": "general",
+}
+
+
+@dataclass
+class PrecomputedKeys:
+    """The keys as a score function needs them, computed once per sequence by ``Attention.precompute``.
+
+    Attributes:
+        projected: [B, N, H] (additive: U k + b), [B, N, Dq] (general: W k), or the keys themselves (dot).
+    """
+
+    projected: Tensor
+
+
+def masked_softmax(scores: Tensor, mask: Tensor | None) -> Tensor:
+    """Softmax over the last dim of scores [B, N] with masked entries exactly 0 -> weights [B, N].
+
+    Computed in float32 (or float64 if the scores are), so it is stable under bf16/fp16 autocast. A row with
+    no real entry gives all zeros (not NaN), and its gradient is 0 (not NaN).
+    """
+    if scores.dtype not in (torch.float32, torch.float64):
+        scores = scores.float()
+    if mask is None:
+        return torch.softmax(scores, dim=-1)
+    if mask.dtype != torch.bool:
+        raise TypeError(f"attention mask must be bool (True = real key), got {mask.dtype}")
+    if mask.shape != scores.shape:
+        raise ValueError(f"attention mask has shape {tuple(mask.shape)}, expected {tuple(scores.shape)} [B, N]")
+    has_key = mask.any(dim=-1, keepdim=True)                              # [B, 1]
+    # Fill masked entries with -inf only on rows that have a real key: an all -inf row would give NaN
+    # weights and NaN gradients; such rows are zeroed after the softmax instead.
+    scores = scores.masked_fill(~mask & has_key, float("-inf"))          # [B, N]
+    weights = torch.softmax(scores, dim=-1)                               # [B, N]
+    return weights.masked_fill(~has_key, 0.0)
+
+
+class Attention(nn.Module):
+    """Base class: subclasses define ``precompute`` (the keys' projection) and ``score``."""
+
+    def precompute(self, keys: Tensor) -> PrecomputedKeys:
+        """keys [B, N, Dk] -> their projection, to pass as ``precomputed=`` at every step of a sequence."""
+        return PrecomputedKeys(keys)
+
+    def score(self, query: Tensor, precomputed: PrecomputedKeys) -> Tensor:
+        """query [B, Dq] -> unnormalised scores [B, N]."""
+        raise NotImplementedError
+
+    def forward(self, query: Tensor, keys: Tensor, mask: Tensor | None = None,
+                precomputed: PrecomputedKeys | None = None) -> tuple[Tensor, Tensor]:
+        """query [B, Dq], keys [B, N, Dk], mask [B, N] bool | None -> (context [B, Dk], weights [B, N])."""
+        if keys.dim() != 3 or query.dim() != 2 or query.size(0) != keys.size(0):
+            raise ValueError(f"attention expects query [B, Dq] and keys [B, N, Dk], got query "
+                             f"{tuple(query.shape)} and keys {tuple(keys.shape)}")
+        if precomputed is None:
+            precomputed = self.precompute(keys)
+        elif precomputed.projected.shape[:2] != keys.shape[:2]:
+            raise ValueError(f"precomputed keys are for shape {tuple(precomputed.projected.shape[:2])}, but keys "
+                             f"are {tuple(keys.shape[:2])} [B, N]: precompute the keys this call attends over")
+        weights = masked_softmax(self.score(query, precomputed), mask)                 # [B, N]
+        context = torch.bmm(weights.unsqueeze(1).to(keys.dtype), keys).squeeze(1)      # [B, Dk]
+        return context, weights
+
+
+class AdditiveAttention(Attention):
+    """Bahdanau et al. 2015 / Xu et al. 2015: score(q, k) = v^T tanh(W q + U k + b)."""
+
+    def __init__(self, query_dim: int, key_dim: int, hidden_dim: int) -> None:
+        """
+        Args:
+            query_dim: Dq, size of the query (the decoder state).
+            key_dim: Dk, size of each key.
+            hidden_dim: size of the space where query and keys are added (the attention MLP's width).
+        """
+        super().__init__()
+        self.query_proj = nn.Linear(query_dim, hidden_dim, bias=False)
+        self.key_proj = nn.Linear(key_dim, hidden_dim)
+        self.v = nn.Linear(hidden_dim, 1, bias=False)
+
+    def precompute(self, keys: Tensor) -> PrecomputedKeys:
+        return PrecomputedKeys(self.key_proj(keys))                                    # [B, N, H]
+
+    def score(self, query: Tensor, precomputed: PrecomputedKeys) -> Tensor:
+        hidden = torch.tanh(precomputed.projected + self.query_proj(query).unsqueeze(1))  # [B, N, H]
+        return self.v(hidden).squeeze(-1)                                                 # [B, N]
+
+
+class DotAttention(Attention):
+    """Luong et al. 2015 "dot": score(q, k) = q^T k (needs Dq == Dk). No parameters."""
+
+    def score(self, query: Tensor, precomputed: PrecomputedKeys) -> Tensor:
+        keys = precomputed.projected                                                   # [B, N, D]
+        if keys.size(-1) != query.size(-1):
+            raise ValueError(f"dot attention needs query and key sizes equal, got {query.size(-1)} and "
+                             f"{keys.size(-1)}: use 'general' or 'additive' attention")
+        return torch.bmm(keys, query.unsqueeze(-1)).squeeze(-1)                        # [B, N]
+
+
+class GeneralAttention(Attention):
+    """Luong et al. 2015 "general": score(q, k) = q^T W k; W k is precomputed once per sequence."""
+
+    def __init__(self, query_dim: int, key_dim: int) -> None:
+        """
+        Args:
+            query_dim: Dq, size of the query.
+            key_dim: Dk, size of each key.
+        """
+        super().__init__()
+        self.key_proj = nn.Linear(key_dim, query_dim, bias=False)
+
+    def precompute(self, keys: Tensor) -> PrecomputedKeys:
+        return PrecomputedKeys(self.key_proj(keys))                                    # [B, N, Dq]
+
+    def score(self, query: Tensor, precomputed: PrecomputedKeys) -> Tensor:
+        return torch.bmm(precomputed.projected, query.unsqueeze(-1)).squeeze(-1)       # [B, N]
+
+
+def build_attention(kind: str, query_dim: int, key_dim: int, hidden_dim: int) -> Attention:
+    """Attention by name: additive|bahdanau, dot|luong_dot, general|luong_general.
+
+    Args:
+        kind: the name (case-insensitive).
+        query_dim: Dq. key_dim: Dk (dot needs Dq == Dk).
+        hidden_dim: width of the additive attention's MLP (unused by dot and general).
+    """
+    canonical = ATTENTION_KINDS.get(str(kind).lower())
+    if canonical is None:
+        raise ValueError(f"unknown attention kind {kind!r}; valid choices: {', '.join(ATTENTION_KINDS)}")
+    if canonical == "additive":
+        return AdditiveAttention(query_dim, key_dim, hidden_dim)
+    if canonical == "general":
+        return GeneralAttention(query_dim, key_dim)
+    if query_dim != key_dim:
+        raise ValueError(f"attention {kind!r} (dot) needs query_dim == key_dim, got {query_dim} and {key_dim}; "
+                         f"use 'general' or 'additive' attention")
+    return DotAttention()
+
+
+class HardAttentionOutput(NamedTuple):
+    """What hard attention returns; ``context, weights = out[:2]`` reads like the soft kinds."""
+
+    context: Tensor     # [B, Dk] the sampled key (training), or the expectation / argmax key (eval)
+    weights: Tensor     # [B, N] the inner (soft) distribution the location is drawn from
+    log_prob: Tensor    # [B] log p(sample) on rows whose context is the sample, else 0 (REINFORCE term)
+    entropy: Tensor     # [B] entropy of weights (0 on a row with no real key), for an entropy bonus
+    sample: Tensor      # [B] long: the location drawn (training) or the argmax (eval)
+    stochastic: Tensor  # [B] bool: True where context is the sampled key (the rows REINFORCE applies to)
+
+
+class HardAttention(nn.Module):
+    """Xu et al. 2015 hard (stochastic) attention around any soft attention.
+
+    Training: draw one location per row from the inner weights, s ~ Categorical(weights), and use that key
+    as the context. The choice is not differentiable; the inner attention learns through REINFORCE on
+    ``log_prob`` (reward minus a baseline, plus an entropy bonus), which the caller computes. With
+    probability ``mix_soft_prob`` a row uses the soft expectation instead (as the authors' code did,
+    which stabilises training); its ``log_prob`` is 0, since its loss does not depend on the sample.
+
+    Evaluation: the expectation (the soft context, ``eval_mode="expectation"``, the paper's approximation)
+    or the most likely key (``eval_mode="argmax"``). ``log_prob`` is 0.
+    """
+
+    def __init__(self, inner: Attention, eval_mode: str = "expectation", mix_soft_prob: float = 0.5) -> None:
+        """
+        Args:
+            inner: the soft attention whose weights define the sampling distribution.
+            eval_mode: "expectation" (soft context) or "argmax" (the most likely key) outside training.
+            mix_soft_prob: probability that a training row uses the soft context instead of the sample.
+        """
+        super().__init__()
+        if eval_mode not in ("expectation", "argmax"):
+            raise ValueError(f"hard attention eval_mode {eval_mode!r}; valid choices: expectation, argmax")
+        if not 0.0 <= mix_soft_prob <= 1.0:
+            raise ValueError(f"hard attention mix_soft_prob must be in [0, 1], got {mix_soft_prob}")
+        self.inner = inner
+        self.eval_mode = eval_mode
+        self.mix_soft_prob = mix_soft_prob
+
+    def precompute(self, keys: Tensor) -> PrecomputedKeys:
+        return self.inner.precompute(keys)
+
+    def forward(self, query: Tensor, keys: Tensor, mask: Tensor | None = None,
+                precomputed: PrecomputedKeys | None = None) -> HardAttentionOutput:
+        """query [B, Dq], keys [B, N, Dk], mask [B, N] bool | None -> HardAttentionOutput."""
+        soft_context, weights = self.inner(query, keys, mask, precomputed)             # [B, Dk], [B, N]
+        batch, length = weights.shape
+        has_key = weights.sum(dim=-1) > 0                                                # [B]
+        # A row with no real key gets a uniform stand-in so the distribution is valid; its outputs are zeroed.
+        probs = torch.where(has_key[:, None], weights, torch.full_like(weights, 1.0 / length))  # [B, N]
+        distribution = Categorical(probs=probs, validate_args=False)
+        # -sum p log p, exactly 0 for a one-hot row; the clamp keeps the gradient at p = 0 finite.
+        entropy = -(probs * probs.clamp(min=torch.finfo(probs.dtype).tiny).log()).sum(dim=-1)   # [B]
+        entropy = torch.where(has_key, entropy, torch.zeros_like(entropy))
+        if self.training:
+            sample = distribution.sample()                                               # [B]
+            keep = torch.rand(batch, device=weights.device) >= self.mix_soft_prob       # [B]
+            stochastic = has_key & keep                                                  # [B]
+            log_prob = torch.where(stochastic, distribution.log_prob(sample), torch.zeros_like(entropy))
+            context = torch.where(stochastic[:, None], _gather(keys, sample), soft_context)
+        else:
+            sample = weights.argmax(dim=-1)                                              # [B]
+            stochastic = torch.zeros_like(has_key)
+            log_prob = torch.zeros_like(entropy)
+            if self.eval_mode == "argmax":
+                context = torch.where(has_key[:, None], _gather(keys, sample), soft_context)
+            else:
+                context = soft_context
+        return HardAttentionOutput(context, weights, log_prob, entropy, sample, stochastic)
+
+
+def _gather(keys: Tensor, index: Tensor) -> Tensor:
+    """keys [B, N, D], index [B] -> keys[b, index[b]] as [B, D]."""
+    return keys.gather(1, index.view(-1, 1, 1).expand(-1, 1, keys.size(-1))).squeeze(1)

@@ -1,0 +1,184 @@
+"""Batched beam search and greedy decoding over any step-wise attention decoder.
+
+The decoder needs (``modules.decoders.AttentionLSTMDecoder`` has them):
+
+    init_state(memory [B, N, D], mask [B, N] | None) -> state          (state.select(index [B']) reorders it)
+    precompute(memory [B, N, D]) -> precomputed keys
+    step(token [B], state, memory, mask, precomputed) -> (logits [B, V], attention [B, N], state)
+
+Put the decoder in eval mode first (dropout off; hard attention uses its expectation).
+
+Search: every sample keeps ``beam_size`` beams; all B * beam_size beams advance together, one decoder call per
+time step (no loop over samples). At each step the 2 * beam_size best extensions of each sample are ranked;
+an extension ending in EOS and ranked within the first beam_size is a finished hypothesis of that sample,
+and the best beam_size extensions that do not end in EOS are the next beams. A sample stops searching when
+it has beam_size finished hypotheses (as fairseq does; so width 1 is exactly greedy decoding) or at max_len.
+If none of its beams has ended by max_len, its best unfinished beam is returned (``finished=False``).
+
+Lengths and scores: a hypothesis' length L counts its decoding steps (its words, plus EOS if it ended),
+at most max_len. Its score is its total log-probability divided by the GNMT length penalty
+((5 + L) / 6) ** length_penalty (Wu et al. 2016); length_penalty=0 ranks by raw log-probability, larger
+values favour longer outputs. The best-scored finished hypothesis is returned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+
+class StepDecoder(Protocol):
+    def init_state(self, memory: Tensor, memory_mask: Tensor | None) -> Any: ...
+    def precompute(self, memory: Tensor) -> Any: ...
+    def step(self, token: Tensor, state: Any, memory: Tensor, memory_mask: Tensor | None,
+             precomputed: Any) -> tuple[Tensor, Tensor, Any]: ...
+
+
+@dataclass
+class Hypothesis:
+    """The decoded output of one sample."""
+
+    tokens: list[int]   # emitted word ids: no BOS, no EOS
+    score: float        # log_prob / ((5 + length) / 6) ** length_penalty
+    attention: Tensor   # [len(tokens), N] attention weights of the step that emitted each word (on CPU)
+    log_prob: float     # total log-probability, including EOS when finished
+    finished: bool      # False: no EOS by max_len (the best unfinished beam)
+
+
+def length_penalty_factor(length: Tensor | int, alpha: float) -> Tensor | float:
+    """GNMT length penalty ((5 + length) / 6) ** alpha; length = decoding steps (words + EOS if any)."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+@torch.no_grad()
+def beam_search(decoder: StepDecoder, memory: Tensor, memory_mask: Tensor | None, bos_id: int, eos_id: int,
+                beam_size: int = 5, max_len: int = 20, length_penalty: float = 1.0) -> list[Hypothesis]:
+    """memory [B, N, D], memory_mask [B, N] bool | None -> the best hypothesis of each sample (a list of B).
+
+    Args:
+        decoder: the step-wise decoder (in eval mode).
+        memory, memory_mask: what it attends over, and which positions are real.
+        bos_id, eos_id: the start token fed first, and the end token.
+        beam_size: beams per sample (1 = greedy decoding).
+        max_len: most decoding steps (a finished hypothesis has at most max_len - 1 words).
+        length_penalty: alpha of the GNMT length penalty (0 = none).
+    """
+    batch, positions = memory.shape[:2]
+    k = beam_size
+    device = memory.device
+    expand = torch.arange(batch, device=device).repeat_interleave(k)                    # [B*K]
+    memory_k = memory.index_select(0, expand)                                             # [B*K, N, D]
+    mask_k = None if memory_mask is None else memory_mask.index_select(0, expand)         # [B*K, N]
+    state = decoder.init_state(memory_k, mask_k)
+    precomputed = decoder.precompute(memory_k)                                            # once per sequence
+
+    tokens = torch.full((batch * k,), bos_id, dtype=torch.long, device=device)           # [B*K]
+    beam_scores = torch.full((batch, k), float("-inf"), device=device)                    # [B, K]
+    beam_scores[:, 0] = 0.0                      # all beams start identical: expand only the first
+    history = torch.zeros(batch * k, 0, dtype=torch.long, device=device)                  # [B*K, t]
+    attention = torch.zeros(batch * k, 0, positions, device=device)                       # [B*K, t, N]
+    offsets = (torch.arange(batch, device=device) * k).unsqueeze(1)                       # [B, 1]
+
+    best_score = torch.full((batch,), float("-inf"), device=device)                       # [B]
+    best_log_prob = torch.full((batch,), float("-inf"), device=device)                    # [B]
+    best_length = torch.zeros(batch, dtype=torch.long, device=device)                     # [B] words
+    best_tokens = torch.zeros(batch, max_len, dtype=torch.long, device=device)            # [B, max_len]
+    best_attention = torch.zeros(batch, max_len, positions, device=device)                # [B, max_len, N]
+    num_finished = torch.zeros(batch, dtype=torch.long, device=device)                    # [B]
+
+    for step in range(1, max_len + 1):
+        logits, weights, state = decoder.step(tokens, state, memory_k, mask_k, precomputed)
+        log_probs = torch.log_softmax(logits.float(), dim=-1)                             # [B*K, V]
+        vocab = log_probs.size(-1)
+        candidates = (beam_scores.view(-1, 1) + log_probs).view(batch, k * vocab)        # [B, K*V]
+        width = min(2 * k, k * vocab)
+        top_scores, top_index = candidates.topk(width, dim=1)                             # [B, 2K] best first
+        top_tokens = top_index % vocab                                                    # [B, 2K]
+        top_source = offsets + torch.div(top_index, vocab, rounding_mode="floor")         # [B, 2K] flat beam
+        ends = top_tokens == eos_id                                                       # [B, 2K]
+        rank = torch.arange(width, device=device)                                         # [2K]
+
+        # Finished hypotheses: EOS extensions ranked within the first K, of samples still searching.
+        searching = num_finished < k                                                      # [B]
+        finishing = ends & (rank < k) & searching[:, None] & torch.isfinite(top_scores)   # [B, 2K]
+        normalized = top_scores / length_penalty_factor(step, length_penalty)            # [B, 2K]
+        new_best, new_position = normalized.masked_fill(~finishing, float("-inf")).max(dim=1)  # [B]
+        improves = new_best > best_score                                                  # [B]
+        num_finished += finishing.sum(dim=1)
+        if improves.any():
+            source = top_source.gather(1, new_position.unsqueeze(1)).squeeze(1)           # [B]
+            words = step - 1
+            best_score = torch.where(improves, new_best, best_score)
+            best_log_prob = torch.where(improves, top_scores.gather(1, new_position.unsqueeze(1)).squeeze(1),
+                                        best_log_prob)
+            best_length = torch.where(improves, torch.full_like(best_length, words), best_length)
+            best_tokens[:, :words] = torch.where(improves[:, None], history[source], best_tokens[:, :words])
+            best_attention[:, :words] = torch.where(improves[:, None, None], attention[source],
+                                                    best_attention[:, :words])
+        if not (num_finished < k).any():
+            break
+
+        # Next beams: the K best extensions that do not end in EOS (there are at least K among 2K,
+        # since each beam has one EOS extension), kept in score order.
+        order = (ends.long() * width + rank).topk(k, dim=1, largest=False).indices       # [B, K]
+        beam_scores = top_scores.gather(1, order)                                         # [B, K]
+        source = top_source.gather(1, order).view(-1)                                     # [B*K]
+        tokens = top_tokens.gather(1, order).view(-1)                                     # [B*K]
+        history = torch.cat([history[source], tokens.unsqueeze(1)], dim=1)               # [B*K, t]
+        attention = torch.cat([attention[source], weights.float()[source].unsqueeze(1)], dim=1)  # [B*K, t, N]
+        state = state.select(source)
+
+    # Samples with no finished hypothesis: the best unfinished beam (beams are kept in score order).
+    unfinished = best_score == float("-inf")                                             # [B]
+    if unfinished.any():
+        words = history.size(1)
+        first = offsets.squeeze(1)                                                        # [B] beam 0
+        best_log_prob = torch.where(unfinished, beam_scores[:, 0], best_log_prob)
+        best_score = torch.where(unfinished, beam_scores[:, 0] / length_penalty_factor(words, length_penalty),
+                                 best_score)
+        best_length = torch.where(unfinished, torch.full_like(best_length, words), best_length)
+        best_tokens[:, :words] = torch.where(unfinished[:, None], history[first], best_tokens[:, :words])
+        best_attention[:, :words] = torch.where(unfinished[:, None, None], attention[first],
+                                                best_attention[:, :words])
+    return _to_hypotheses(best_tokens, best_length, best_score, best_log_prob, best_attention, ~unfinished)
+
+
+@torch.no_grad()
+def greedy_decode(decoder: StepDecoder, memory: Tensor, memory_mask: Tensor | None, bos_id: int, eos_id: int,
+                  max_len: int = 20, length_penalty: float = 1.0) -> list[Hypothesis]:
+    """The most likely word at each step; same arguments and results as ``beam_search`` (width 1)."""
+    batch = memory.size(0)
+    device = memory.device
+    state = decoder.init_state(memory, memory_mask)
+    precomputed = decoder.precompute(memory)
+    token = torch.full((batch,), bos_id, dtype=torch.long, device=device)                # [B]
+    total = torch.zeros(batch, device=device)                                             # [B]
+    done = torch.zeros(batch, dtype=torch.bool, device=device)                            # [B]
+    length = torch.zeros(batch, dtype=torch.long, device=device)                          # [B] words
+    emitted, attention = [], []
+    for _ in range(max_len):
+        logits, weights, state = decoder.step(token, state, memory, memory_mask, precomputed)
+        best, token = torch.log_softmax(logits.float(), dim=-1).max(dim=-1)               # [B], [B]
+        total = torch.where(done, total, total + best)
+        ended = token == eos_id
+        length = torch.where(done | ended, length, length + 1)
+        emitted.append(token)
+        attention.append(weights.float())
+        done = done | ended
+        if done.all():
+            break
+    steps = length + done.long()                                                          # [B] words + EOS
+    score = total / length_penalty_factor(steps.double(), length_penalty).float()  # as beam_search
+    return _to_hypotheses(torch.stack(emitted, dim=1), length, score, total, torch.stack(attention, dim=1), done)
+
+
+def _to_hypotheses(tokens: Tensor, length: Tensor, score: Tensor, log_prob: Tensor, attention: Tensor,
+                   finished: Tensor) -> list[Hypothesis]:
+    """Batched results (tokens [B, L], attention [B, L, N], the rest [B]) -> B Hypothesis on the CPU."""
+    tokens, attention = tokens.cpu(), attention.cpu()
+    lengths, scores, log_probs, done = length.tolist(), score.tolist(), log_prob.tolist(), finished.tolist()
+    return [Hypothesis(tokens[i, :n].tolist(), scores[i], attention[i, :n], log_probs[i], done[i])
+            for i, n in enumerate(lengths)]

@@ -1,0 +1,172 @@
+"""Batched beam search: equals one-sample-at-a-time search, width 1 equals greedy, no-EOS fallback, attention."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from modules.beam_search import beam_search, greedy_decode, length_penalty_factor
+from modules.decoders import AttentionLSTMDecoder
+
+V, E, H, D, N, B = 12, 8, 16, 6, 5, 6
+PAD, BOS, EOS, MAX_LEN = 0, 1, 2, 8
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These tensors are tiny: extra intra-op threads only add synchronisation (and slow down badly when the
+    cores are busy), so this module runs on one thread and restores the setting after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def train_briefly(luong: bool) -> AttentionLSTMDecoder:
+    """A decoder trained a few steps to emit, for sample i, i + 1 words then EOS: its outputs end at
+    various lengths and it is still unsure enough that beam search and greedy decoding disagree."""
+    torch.manual_seed(0)
+    extra = dict(attention="general", attention_query="current", deep_output=False) if luong else {}
+    decoder = AttentionLSTMDecoder(V, E, H, D, dropout=0.0, input_feeding=True, **extra)
+    memory, mask = memory_batch()
+    generator = torch.Generator().manual_seed(0)
+    sequences = torch.full((B, MAX_LEN + 1), PAD)                                  # [B, MAX_LEN + 1]
+    for i in range(B):
+        sequences[i, 0], sequences[i, i + 2] = BOS, EOS
+        sequences[i, 1:i + 2] = torch.randint(3, V, (i + 1,), generator=generator)
+    optimizer = torch.optim.Adam(decoder.parameters(), lr=3e-2)
+    for _ in range(50):
+        optimizer.zero_grad()
+        logits = decoder(memory, mask, sequences[:, :-1]).logits                  # [B, MAX_LEN, V]
+        loss = F.cross_entropy(logits.reshape(-1, V), sequences[:, 1:].reshape(-1), ignore_index=PAD)
+        loss.backward()
+        optimizer.step()
+        if loss.item() < 1.5:
+            break
+    return decoder.eval()
+
+
+@pytest.fixture(scope="module")
+def decoders() -> dict[bool, AttentionLSTMDecoder]:
+    return {luong: train_briefly(luong) for luong in (False, True)}
+
+
+def make_decoder(decoders, luong: bool = False, never_ends: bool = False) -> AttentionLSTMDecoder:
+    decoder = decoders[luong]
+    if never_ends:
+        decoder = copy.deepcopy(decoder)
+        with torch.no_grad():
+            decoder.classifier.bias[EOS] = float("-inf")   # EOS logit -inf: no beam can end
+    return decoder
+
+
+def memory_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    memory = torch.randn(B, N, D, generator=generator)   # [B, N, D]
+    mask = torch.ones(B, N, dtype=torch.bool)            # [B, N]
+    mask[1, 3:] = False
+    mask[4, 2:] = False
+    return memory, mask
+
+
+def assert_same(a, b, exact: bool = False):
+    assert a.tokens == b.tokens and a.finished == b.finished
+    if exact:
+        assert a.score == b.score and a.log_prob == b.log_prob
+        assert torch.equal(a.attention, b.attention)
+    else:
+        assert a.score == pytest.approx(b.score, rel=1e-5, abs=1e-5)
+        torch.testing.assert_close(a.attention, b.attention)
+
+
+# alpha=3 favours long outputs: a sample that is done must stop collecting hypotheses while others search.
+@pytest.mark.parametrize(("beam_size", "luong", "max_len", "alpha"), [
+    (3, False, MAX_LEN, 1.0), (5, True, MAX_LEN, 1.0), (3, False, 3, 1.0), (2, False, MAX_LEN, 3.0)])
+def test_batched_equals_one_sample_at_a_time(decoders, beam_size, luong, max_len, alpha):
+    decoder = make_decoder(decoders, luong)
+    memory, mask = memory_batch()
+    batched = beam_search(decoder, memory, mask, BOS, EOS, beam_size=beam_size, max_len=max_len,
+                          length_penalty=alpha)
+    assert len(batched) == B
+    for i in range(B):
+        alone = beam_search(decoder, memory[i:i + 1], mask[i:i + 1], BOS, EOS, beam_size=beam_size,
+                            max_len=max_len, length_penalty=alpha)
+        assert len(alone) == 1
+        assert_same(batched[i], alone[0])
+    lengths = {len(h.tokens) for h in batched if h.finished}
+    assert len(lengths) > 1  # the check covers hypotheses that ended at different steps
+    if max_len == 3:
+        assert any(not h.finished and len(h.tokens) == 3 for h in batched)
+
+
+@pytest.mark.parametrize(("luong", "never_ends"), [(False, False), (True, False), (False, True)])
+def test_width_one_equals_greedy(decoders, luong, never_ends):
+    decoder = make_decoder(decoders, luong, never_ends)
+    memory, mask = memory_batch()
+    greedy = greedy_decode(decoder, memory, mask, BOS, EOS, max_len=MAX_LEN)
+    beam = beam_search(decoder, memory, mask, BOS, EOS, beam_size=1, max_len=MAX_LEN)
+    for g, b in zip(greedy, beam, strict=True):
+        assert_same(g, b, exact=True)
+    lengths = {len(h.tokens) for h in greedy}
+    assert lengths == {MAX_LEN} if never_ends else len(lengths) > 1
+
+
+@pytest.mark.parametrize("beam_size", [1, 4])
+def test_never_ending_model_returns_best_unfinished_hypothesis(decoders, beam_size):
+    decoder = make_decoder(decoders, never_ends=True)
+    memory, mask = memory_batch()
+    results = beam_search(decoder, memory, mask, BOS, EOS, beam_size=beam_size, max_len=MAX_LEN)
+    assert len(results) == B
+    for hypothesis in results:
+        assert len(hypothesis.tokens) == MAX_LEN and not hypothesis.finished
+        assert EOS not in hypothesis.tokens and BOS not in hypothesis.tokens
+        assert hypothesis.score == pytest.approx(hypothesis.log_prob / ((5 + MAX_LEN) / 6))
+        assert hypothesis.attention.shape == (MAX_LEN, N)
+
+
+def test_beam_beats_or_matches_greedy_and_scores_follow_the_length_penalty(decoders):
+    decoder = make_decoder(decoders)
+    memory, mask = memory_batch()
+    differ = 0
+    for alpha in (0.0, 1.0):
+        greedy = greedy_decode(decoder, memory, mask, BOS, EOS, max_len=MAX_LEN, length_penalty=alpha)
+        beam = beam_search(decoder, memory, mask, BOS, EOS, beam_size=4, max_len=MAX_LEN, length_penalty=alpha)
+        for g, b in zip(greedy, beam, strict=True):
+            assert b.finished and g.finished
+            if alpha == 0.0:  # raw log-probabilities: the wider search never finds a worse sequence
+                assert b.score >= g.score - 1e-6
+            differ += g.tokens != b.tokens
+            steps = len(b.tokens) + int(b.finished)
+            assert b.score == pytest.approx(b.log_prob / length_penalty_factor(steps, alpha), rel=1e-6)
+            assert b.log_prob <= 0
+    assert differ > 0  # the model is unsure enough for the searches to disagree somewhere
+
+
+@pytest.mark.parametrize("luong", [False, True])
+def test_returned_attention_is_that_of_each_emitted_word(decoders, luong):
+    decoder = make_decoder(decoders, luong)
+    memory, mask = memory_batch()
+    results = beam_search(decoder, memory, mask, BOS, EOS, beam_size=3, max_len=MAX_LEN)
+    assert any(len(h.tokens) > 1 for h in results)
+    for i, (hypothesis, sample_mask) in enumerate(zip(results, mask, strict=True)):
+        assert hypothesis.attention.shape == (len(hypothesis.tokens), N)
+        torch.testing.assert_close(hypothesis.attention.sum(-1), torch.ones(len(hypothesis.tokens)))
+        assert (hypothesis.attention[:, ~sample_mask] == 0).all()
+        # The rows are those of the emitted words: teacher-forcing the hypothesis gives the same maps,
+        # and its log-probability gives the same total.
+        inputs = torch.tensor([[BOS, *hypothesis.tokens]])                          # [1, L + 1]
+        out = decoder(memory[i:i + 1], mask[i:i + 1], inputs)
+        torch.testing.assert_close(hypothesis.attention, out.attention[0, :-1], atol=1e-5, rtol=1e-5)
+        targets = torch.tensor([*hypothesis.tokens, EOS])
+        log_prob = torch.log_softmax(out.logits[0], -1).gather(1, targets[:, None]).sum()
+        assert hypothesis.log_prob == pytest.approx(log_prob.item(), abs=1e-4)
+
+
+def test_unmasked_memory_and_decoder_left_unchanged(decoders):
+    decoder = make_decoder(decoders)
+    memory, _ = memory_batch()
+    before = {k: v.clone() for k, v in decoder.state_dict().items()}
+    results = beam_search(decoder, memory, None, BOS, EOS, beam_size=2, max_len=MAX_LEN)
+    assert len(results) == B and all(h.attention.shape[1] == N for h in results)
+    assert all(torch.equal(before[k], v) for k, v in decoder.state_dict().items())
