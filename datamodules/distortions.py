@@ -22,8 +22,9 @@ digits (each with its own generator) with array operations over the batch and on
 per batch; only the cheap random draws loop over the digits, each digit drawing from its own
 generator in a fixed order. The one-digit functions (:func:`sample_warp`, :func:`render`,
 :func:`distort`) are the batched ones with a batch of one, so both give the same result for a digit.
-Every geometric step is elementwise per digit (explicit 3x3 products, no BLAS reductions), so a
-digit's result does not depend on the batch it is in.
+Every geometric step works per digit (elementwise arithmetic with explicit 3x3 products instead of
+BLAS, one LAPACK solve or inverse per matrix, min/max over each digit's own points), so a digit's
+result does not depend on the batch it is in.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ R_MAX_DEG = 90.0
 RTS_MAX_DEG, RTS_SCALE = 45.0, (0.7, 1.2)
 P_SCALE, P_SIGMA, P_TRIES = (0.75, 1.0), 0.1, 10  # corner noise std = P_SIGMA * ink-box side
 E_GRID, E_SIGMA, E_MAX, E_ITERS = 4, 2.0, 3.0, 12  # 4x4 control offsets ~ N(0, 2 px), clamped to +-3 px
+E_CHUNK = 32  # points per row when iterating the elastic box
 CLUTTER_CROP = 8
 
 
@@ -136,7 +138,9 @@ def _check_kind(kind: str) -> None:
 # ---------------------------------------------------------------- batched 3x3 geometry (pixel coords)
 def _eye(b: int) -> np.ndarray:
     """Identity homographies [B, 3, 3]."""
-    return np.broadcast_to(np.eye(3), (b, 3, 3)).copy()
+    h = np.zeros((b, 3, 3))
+    h[:, 0, 0] = h[:, 1, 1] = h[:, 2, 2] = 1.0
+    return h
 
 
 def _translate(t: np.ndarray) -> np.ndarray:
@@ -177,17 +181,30 @@ def _chain(*hs: np.ndarray) -> np.ndarray:
     return out
 
 
+def _row(h: np.ndarray, r: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Row ``r`` of homographies ``h`` [B, 3, 3] at points ``(x, y)``: ``h_r0 x + h_r1 y + h_r2``, [B, ...].
+
+    A term whose coefficient is exactly 0 for the whole batch is skipped (adding ``0 * x`` changes no
+    value), so a row without the y term keeps the broadcast shape of ``x`` (e.g. [B, 1, S] for a row
+    of pixel centres), which keeps the rendering grid arithmetic small for axis-aligned warps.
+    """
+    c = h[:, r].reshape(len(h), 3, *[1] * (np.ndim(x) - 1))  # [B, 3, 1, ...] broadcasts over the points
+    terms = [c[:, k] * p for k, p in ((0, x), (1, y)) if h[:, r, k].any()]
+    if not terms:
+        return c[:, 2] + np.zeros(np.broadcast_shapes(np.shape(x), np.shape(y)))
+    return (terms[0] if len(terms) == 1 else terms[0] + terms[1]) + c[:, 2]
+
+
 def _apply(h: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Apply homographies ``h`` [B, 3, 3] to points ``(x, y)`` [B or 1, ...] each -> ``(u, v)`` [B, ...] each.
 
-    When every ``h`` is affine (last row exactly 0 0 1), ``w`` is exactly 1 and the division is skipped.
+    ``u = row0 / row2``, ``v = row1 / row2``; when the whole batch is affine (last rows exactly 0 0 1)
+    ``row2`` is exactly 1 and the division is skipped.
     """
-    c = h.reshape(len(h), 3, 3, *[1] * (np.ndim(x) - 1))  # [B, 3, 3, 1, ...] broadcasts over the points
-    u = c[:, 0, 0] * x + c[:, 0, 1] * y + c[:, 0, 2]  # [B, ...]
-    v = c[:, 1, 0] * x + c[:, 1, 1] * y + c[:, 1, 2]
-    if np.all(h[:, 2, :2] == 0) and np.all(h[:, 2, 2] == 1):
+    u, v = _row(h, 0, x, y), _row(h, 1, x, y)
+    if not h[:, 2, :2].any() and (h[:, 2, 2] == 1).all():
         return u, v
-    w = c[:, 2, 0] * x + c[:, 2, 1] * y + c[:, 2, 2]
+    w = _row(h, 2, x, y)
     return u / w, v / w
 
 
@@ -252,13 +269,17 @@ def _ink_mask(digits: np.ndarray) -> np.ndarray:
     return mask
 
 
-def _corner_points(mask: np.ndarray, pad: float) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct corners ``(x, y)`` [B, M] each of every ink pixel of ``mask`` [B, 28, 28] grown by ``pad``.
+def _corner_points(mask: np.ndarray, pad: float, chunk: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct corners of every ink pixel of ``mask`` [B, 28, 28] grown by ``pad``, as rows of points.
 
     A pixel (r, c) grown by ``pad`` has corners ``x in {c - pad, c + 1 + pad}``, ``y`` alike, all on
     the lattice ``k - pad`` (``k = 0 .. 28 + 2 pad``; ``2 pad`` must be an integer). Each digit's
-    distinct corners are listed once; shorter lists are padded by repeating their last point, which
-    changes no min, max or all-test over them.
+    distinct corners are listed once, in one row (``chunk=None``) or in consecutive rows of ``chunk``
+    points; a digit's last row is padded by repeating its last point, which changes no min, max or
+    all-test over the digit's points.
+
+    Returns:
+        x, y: [R, C] point coordinates; owner: [R] the digit of each row (``arange(B)`` when unchunked).
     """
     w = int(2 * pad)
     if w != 2 * pad:
@@ -268,27 +289,30 @@ def _corner_points(mask: np.ndarray, pad: float) -> tuple[np.ndarray, np.ndarray
     for dy in (0, 1 + w):
         for dx in (0, 1 + w):
             occupied[:, dy : dy + SRC_SIZE, dx : dx + SRC_SIZE] |= mask
-    occupied = occupied.reshape(b, n * n)
-    counts = occupied.sum(1)  # [B]
-    flat = np.nonzero(occupied)[1]  # [P] lattice index, grouped by digit
-    starts = np.cumsum(counts) - counts  # [B]
-    ky, kx = np.divmod(flat[starts[:, None] + np.minimum(np.arange(counts.max()), counts[:, None] - 1)], n)  # [B, M]
-    return kx - pad, ky - pad
+    counts = occupied.sum((1, 2))  # [B]
+    flat = np.flatnonzero(occupied)  # [P] index into [B, n, n], grouped by digit
+    per_row = int(counts.max()) if chunk is None else chunk
+    rows = np.ones(b, dtype=np.int64) if chunk is None else -(-counts // chunk)  # [B] rows per digit
+    owner = np.repeat(np.arange(b), rows)  # [R]
+    first = np.cumsum(rows) - rows  # [B] each digit's first row
+    pos = (np.arange(len(owner)) - first[owner])[:, None] * per_row + np.arange(per_row)  # [R, C]
+    pos = np.minimum(pos, counts[owner, None] - 1) + (np.cumsum(counts) - counts)[owner, None]
+    lattice = flat[pos] - (owner * (n * n))[:, None]  # [R, C] index into [n, n]
+    coord = np.arange(n) - pad  # [n] lattice coordinates
+    return coord[lattice % n], coord[lattice // n], owner
 
 
 def _ink(digits: np.ndarray) -> _Ink:
     """Ink point sets, box and box centre of ``digits`` [B, 28, 28]."""
     mask = _ink_mask(digits)
-    corners = _corner_points(mask, 0.0)
+    corners = _corner_points(mask, 0.0)[:2]  # [B, M0] each
     box = _box(*corners)  # [B, 4]
     centre = np.stack([(box[:, 0] + box[:, 2]) / 2, (box[:, 1] + box[:, 3]) / 2], 1)  # [B, 2]
-    return _Ink(mask, corners, _corner_points(mask, _BILINEAR_PAD), box, centre)
+    return _Ink(mask, corners, _corner_points(mask, _BILINEAR_PAD)[:2], box, centre)
 
 
 # ---------------------------------------------------------------- fitting
-def _fit_about(
-    h: np.ndarray, anchor: np.ndarray, support: tuple[np.ndarray, np.ndarray], size: int
-) -> np.ndarray:
+def _fit_about(h: np.ndarray, anchor: np.ndarray, support: tuple[np.ndarray, np.ndarray], size: int) -> np.ndarray:
     """Shrink each ``h`` [B, 3, 3] about output point ``anchor`` [B, 2] (largest k <= 1) so that
     ``support`` (x, y) [B, M] lands in [M, S-M]."""
     k = np.ones(len(h))  # [B]
@@ -314,16 +338,26 @@ def _placement(
     return _chain(_scale(k), h), MARGIN - k[:, None] * q_min, size - MARGIN - k[:, None] * q_max
 
 
-def _draw_whole_pixels(rng: np.random.Generator, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """One digit's uniform whole-pixel translation [2] in ``[lo, hi]`` [2] (any real one if none fits)."""
-    if np.all(np.ceil(lo) <= np.floor(hi)):
-        return np.array([rng.integers(np.ceil(lo[d]), np.floor(hi[d]) + 1) for d in range(2)], dtype=np.float64)
-    return rng.uniform(lo, hi)
+def _draw_whole_pixels(rngs: Sequence[np.random.Generator], lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Uniform whole-pixel translations [B, 2] in ``[lo, hi]`` [B, 2] (a real one where no whole one fits).
+
+    Digit b draws x then y from ``rngs[b]``.
+    """
+    first, last = np.ceil(lo), np.floor(hi)  # [B, 2] each
+    whole = np.all(first <= last, 1).tolist()  # [B]
+    first, last = first.astype(np.int64).tolist(), last.astype(np.int64).tolist()
+    return np.array(
+        [
+            [rng.integers(first[b][0], last[b][0] + 1), rng.integers(first[b][1], last[b][1] + 1)]
+            if whole[b]
+            else rng.uniform(lo[b], hi[b])
+            for b, rng in enumerate(rngs)
+        ],
+        dtype=np.float64,
+    )
 
 
-def _displacement(
-    control: np.ndarray, x: np.ndarray, y: np.ndarray, size: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _displacement(control: np.ndarray, x: np.ndarray, y: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Elastic offsets ``(dx, dy)`` [B, H, W] each (source px) of fields ``control`` [B, 2, G, G] at output
     points ``(x, y)`` [B or 1, H or 1, W or 1] each (broadcast to [B, H, W]).
 
@@ -398,15 +432,14 @@ def _warp_p(ink: _Ink, rngs: Sequence[np.random.Generator], size: int) -> tuple[
 def _warp_e(ink: _Ink, rngs: Sequence[np.random.Generator], size: int) -> tuple[np.ndarray, np.ndarray]:
     """Elastic: 4x4 control offsets N(0, 2 px) (bicubic, clamped to 3 px); shrunk to fit. Draws: control."""
     control = np.stack([rng.normal(0.0, E_SIGMA, (2, E_GRID, E_GRID)) for rng in rngs])  # [B, 2, G, G]
-    grown = _corner_points(ink.mask, _BILINEAR_PAD + E_MAX)  # offsets move ink by at most E_MAX
+    grown = _corner_points(ink.mask, _BILINEAR_PAD + E_MAX)[:2]  # offsets move ink by at most E_MAX
     return _fit_about(_eye(len(rngs)), ink.centre, grown, size), control
 
 
 def _warp_cluttered(ink: _Ink, rngs: Sequence[np.random.Generator], size: int) -> tuple[np.ndarray, None]:
     """Whole-pixel uniform placement into the 60x60 canvas. Draws: x offset, y offset (integers)."""
     h, lo, hi = _placement(_eye(len(rngs)), ink.support, size)
-    t = np.stack([_draw_whole_pixels(rng, lo[b], hi[b]) for b, rng in enumerate(rngs)])  # [B, 2]
-    return _chain(_translate(t), h), None
+    return _chain(_translate(_draw_whole_pixels(rngs, lo, hi)), h), None
 
 
 _WARPS: dict[str, _WarpFn] = {
@@ -426,13 +459,27 @@ def sample_warps(digits: np.ndarray, kind: str, rngs: Sequence[np.random.Generat
     size = _CANVAS[kind]
     ink = _ink(digits)
     h, control = _WARPS[kind](ink, rngs, size)  # [B, 3, 3], [B, 2, G, G] | None
-    x, y = ink.corners  # [B, M0] each
-    u, v = _apply(h, x, y)  # ink corners in the output
-    if control is not None:  # solve out = h(src - d(out)) by fixed-point iteration (d is smooth)
-        for _ in range(E_ITERS):
-            dx, dy = _displacement(control, u[:, None], v[:, None], size)  # [B, 1, M0] each
-            u, v = _apply(h, x - dx[:, 0], y - dy[:, 0])
-    return Warps(out_from_src=h, control=control, size=size, box=_box(u, v))
+    box = _box(*_apply(h, *ink.corners)) if control is None else _elastic_box(h, control, ink.mask, size)
+    return Warps(out_from_src=h, control=control, size=size, box=box)
+
+
+def _elastic_box(h: np.ndarray, control: np.ndarray, mask: np.ndarray, size: int) -> np.ndarray:
+    """Boxes [B, 4] of the ink corners of ``mask`` [B, 28, 28] under ``h`` [B, 3, 3] plus elastic
+    ``control`` [B, 2, G, G]: solve ``out = h(src - d(out))`` by fixed-point iteration (d is smooth).
+
+    Points go in rows of E_CHUNK (each row with its digit's h and field), so the bicubic sampling
+    is not spent on padding up to the batch's largest digit.
+    """
+    x, y, owner = _corner_points(mask, 0.0, chunk=E_CHUNK)  # [R, C] each, [R]
+    h, control = h[owner], control[owner]  # [R, 3, 3], [R, 2, G, G]
+    u, v = _apply(h, x, y)  # [R, C] each, ink corners in the output
+    for _ in range(E_ITERS):
+        dx, dy = _displacement(control, u[:, None], v[:, None], size)  # [R, 1, C] each
+        u, v = _apply(h, x - dx[:, 0], y - dy[:, 0])
+    first = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])  # [B] each digit's first row
+    lo = [np.minimum.reduceat(q.min(1), first) for q in (u, v)]  # x0, y0: [B] each
+    hi = [np.maximum.reduceat(q.max(1), first) for q in (u, v)]  # x1, y1
+    return np.stack([*lo, *hi], 1)
 
 
 def sample_warp(digit: np.ndarray, kind: str, rng: np.random.Generator) -> Warp:
@@ -444,8 +491,8 @@ def _source_points(
     out_from_src: np.ndarray, control: np.ndarray | None, size: int, x: np.ndarray, y: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Output pixel coords ``(x, y)`` [1, H or 1, W or 1] each (together spanning [1, H, W]) -> source pixel
-    coords [B, H, W] each."""
-    sx, sy = _apply(np.linalg.inv(out_from_src), x, y)  # [B, H, W] each
+    coords [B, H or 1, W or 1] each (broadcastable to [B, H, W])."""
+    sx, sy = _apply(np.linalg.inv(out_from_src), x, y)  # [B, H|1, W|1] each
     if control is not None:
         dx, dy = _displacement(control, x, y, size)
         sx, sy = sx + dx, sy + dy
@@ -470,8 +517,8 @@ def render_batch(digits: np.ndarray, warps: Warps) -> torch.Tensor:
     centres = np.arange(s) + 0.5  # [S] pixel centres
     sx, sy = _source_points(warps.out_from_src, warps.control, s, centres[None, None], centres[None, :, None])
     grid = torch.empty(b, s, s, 2)  # [B, S, S, 2] float32, align_corners=False
-    for axis, src in enumerate((sx, sy)):
-        grid[..., axis] = torch.from_numpy(2.0 * src / SRC_SIZE - 1.0)  # float64 -> float32 on copy
+    for axis, src in enumerate((sx, sy)):  # [B, S or 1, S or 1]: broadcast, and float64 -> float32, on copy
+        grid[..., axis] = torch.from_numpy(2.0 * src / SRC_SIZE - 1.0)
     img = torch.tensor(digits, dtype=torch.float32).div(255.0)[:, None]  # [B, 1, 28, 28]
     out = F.grid_sample(img, grid, mode="bilinear", padding_mode="zeros", align_corners=False)  # [B, 1, S, S]
     return out[:, 0].clamp(0.0, 1.0)
@@ -484,7 +531,7 @@ def render(digit: np.ndarray, warp: Warp) -> torch.Tensor:
 
 # ---------------------------------------------------------------- clutter
 def _draw_clutter(
-    rng: np.random.Generator, ink_count: np.ndarray, pieces: int, size: int
+    rng: np.random.Generator, ink_count: list[int], pieces: int, size: int
 ) -> list[tuple[int, int, int, int, int]]:
     """One digit's clutter draws, in order, per piece: the source, the pixel the crop centres on, the
     paste corner.
@@ -503,9 +550,9 @@ def _draw_clutter(
         if ink_count[k]:
             j, flat = int(rng.integers(ink_count[k])), -1
         else:
-            cy, cx = rng.integers(SRC_SIZE, size=2)
-            j, flat = -1, int(cy) * SRC_SIZE + int(cx)
-        py, px = (int(v) for v in rng.integers(1, size - 1 - CLUTTER_CROP + 1, size=2))  # border stays empty
+            cy, cx = rng.integers(SRC_SIZE, size=2).tolist()
+            j, flat = -1, cy * SRC_SIZE + cx
+        py, px = rng.integers(1, size - 1 - CLUTTER_CROP + 1, size=2).tolist()  # the border stays empty
         out.append((k, j, flat, py, px))
     return out
 
@@ -520,17 +567,18 @@ def _add_clutter(
     """
     b, k_src, s = len(images), sources.shape[1], images.shape[-1]
     flat_src = sources.reshape(b * k_src, SRC_SIZE * SRC_SIZE)  # [B*K, 784]
-    which, pix = np.nonzero(flat_src)  # [P] each: source, row-major ink pixel (grouped by source)
-    count = np.bincount(which, minlength=b * k_src)  # [B*K]
+    inked = flat_src != 0  # [B*K, 784]
+    count = inked.sum(1)  # [B*K] ink pixels per source
+    pix = np.flatnonzero(inked) % (SRC_SIZE * SRC_SIZE)  # [P] row-major ink pixels, grouped by source
     start = np.cumsum(count) - count  # [B*K]
-    draws = np.array(
-        [_draw_clutter(rng, count[i * k_src : (i + 1) * k_src], pieces, s) for i, rng in enumerate(rngs)],
-        dtype=np.int64,
-    ).reshape(b, pieces, 5)  # [B, pieces, (k, j, flat, py, px)]
+    counts = count.reshape(b, k_src).tolist()  # [B][K]
+    draws = np.array([_draw_clutter(rng, counts[i], pieces, s) for i, rng in enumerate(rngs)], dtype=np.int64).reshape(
+        b, pieces, 5
+    )  # [B, pieces, (k, j, flat, py, px)]
     src = np.arange(b)[:, None] * k_src + draws[..., 0]  # [B, pieces] index into flat_src
     centre = draws[..., 2].copy()  # [B, pieces] flat source pixel each crop centres on
-    inked = draws[..., 1] >= 0
-    centre[inked] = pix[start[src[inked]] + draws[..., 1][inked]]
+    on_ink = draws[..., 1] >= 0
+    centre[on_ink] = pix[start[src[on_ink]] + draws[..., 1][on_ink]]
     half, top = CLUTTER_CROP // 2, SRC_SIZE - CLUTTER_CROP
     y0 = np.clip(centre // SRC_SIZE - half, 0, top)  # [B, pieces]
     x0 = np.clip(centre % SRC_SIZE - half, 0, top)
@@ -578,10 +626,15 @@ def distort_batch(
     images = render_batch(digits, warps)  # [B, S, S]
     if kind == "cluttered" and clutter_pieces > 0:
         sources = None if clutter_sources is None else np.asarray(clutter_sources)
-        if sources is None or sources.ndim != 4 or sources.shape[1] == 0:
+        if (
+            sources is None
+            or sources.shape[:1] + sources.shape[2:] != (len(digits), SRC_SIZE, SRC_SIZE)
+            or (sources.shape[1] == 0)
+        ):
+            got = "None" if sources is None else f"shape {sources.shape}"
             raise ValueError(
                 "distort: kind='cluttered' needs clutter_sources (other digits of the same split), "
-                "[B, K, 28, 28] uint8 with K >= 1"
+                f"[B={len(digits)}, K >= 1, 28, 28] uint8 for distort_batch; got {got}"
             )
         images = _add_clutter(images, sources, clutter_pieces, rngs)
     return images, torch.from_numpy(warps.box.astype(np.float32))
@@ -609,9 +662,7 @@ def distort(
     """
     digit = np.asarray(digit)
     if digit.shape != (SRC_SIZE, SRC_SIZE) or digit.dtype != np.uint8:
-        raise ValueError(
-            f"distort: expected a [28, 28] uint8 digit, got shape {digit.shape} dtype {digit.dtype}"
-        )
+        raise ValueError(f"distort: expected a [28, 28] uint8 digit, got shape {digit.shape} dtype {digit.dtype}")
     sources = None
     if clutter_sources is not None and len(clutter_sources):
         sources = np.asarray(clutter_sources)[None]  # [1, M, 28, 28]
