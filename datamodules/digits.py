@@ -141,7 +141,8 @@ def _stratified_split(
 ) -> dict[str, np.ndarray]:
     """Per class, take ``held_out[name]`` indices for each named split (in order); the rest is "train".
 
-    Returns sorted index arrays into ``labels``. Raises ValueError if a class is too small.
+    Returns index arrays into ``labels`` in a fixed shuffled order (by ``seed``), so that the first
+    validation batch (the one shown in figures) mixes the classes. Raises ValueError if a class is too small.
     """
     rng = np.random.default_rng(seed)
     parts: dict[str, list[np.ndarray]] = {name: [] for name in [*held_out, "train"]}
@@ -159,7 +160,7 @@ def _stratified_split(
             parts[name].append(idx[start : start + count])
             start += count
         parts["train"].append(idx[start:])
-    return {name: np.sort(np.concatenate(chunks)) for name, chunks in parts.items()}
+    return {name: rng.permutation(np.concatenate(chunks)) for name, chunks in parts.items()}
 
 
 # ---------------------------------------------------------------- dataset

@@ -46,7 +46,7 @@ class EpochSeededSampler(DistributedSampler):
     process group since ``num_replicas`` and ``rank`` are given explicitly.
 
     Args:
-        dataset: a sized map-style dataset whose ``__getitem__`` decodes with :func:`split_index`.
+        dataset: a sized map-style dataset whose ``__getitem__`` / ``__getitems__`` decode indices with :func:`split_index`.
         num_replicas: number of processes (world size).
         rank: this process's global rank, ``0 <= rank < num_replicas``.
         shuffle: shuffle by ``seed + epoch`` (training); ``False`` for evaluation.
