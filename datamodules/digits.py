@@ -259,7 +259,8 @@ class DigitsDataModule(pl.LightningDataModule):
         download: fetch missing idx files with torchvision (needs internet).
         distortion: one of ``none, r, rts, p, e, cluttered``.
         batch_size: per-process batch size.
-        num_workers: DataLoader workers per process (persistent when > 0).
+        num_workers: DataLoader workers per process (persistent when > 0), or "auto" (0 on the CPU,
+            several per GPU process; see datamodules.sampling.resolve_num_workers).
         seed: non-negative seed for the split, the distortions and the shuffling.
         resample_train: draw new train distortions every epoch (else one fixed distortion per digit).
         clutter_pieces: 8x8 clutter crops per image for ``cluttered``.
@@ -274,7 +275,7 @@ class DigitsDataModule(pl.LightningDataModule):
         download: bool = False,
         distortion: str = "rts",
         batch_size: int = 128,
-        num_workers: int = 2,
+        num_workers: int | str = "auto",
         seed: int = 0,
         resample_train: bool = True,
         clutter_pieces: int = 4,

@@ -15,6 +15,7 @@ Lightning's own sampler would.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -46,7 +47,8 @@ class EpochSeededSampler(DistributedSampler):
     process group since ``num_replicas`` and ``rank`` are given explicitly.
 
     Args:
-        dataset: a sized map-style dataset whose ``__getitem__`` / ``__getitems__`` decode indices with :func:`split_index`.
+        dataset: a sized map-style dataset whose ``__getitem__`` / ``__getitems__`` decode indices
+            with :func:`split_index`.
         num_replicas: number of processes (world size).
         rank: this process's global rank, ``0 <= rank < num_replicas``.
         shuffle: shuffle by ``seed + epoch`` (training); ``False`` for evaluation.
@@ -72,13 +74,31 @@ class EpochSeededSampler(DistributedSampler):
         return (offset + i for i in super().__iter__())
 
 
+def resolve_num_workers(num_workers: int | str, trainer: Any = None) -> int:
+    """An explicit count stays; "auto" picks what keeps the accelerator fed.
+
+    On GPUs: the CPU cores shared out between the processes of this node (at most 8 per process). On the
+    CPU: 0, since the model's own math already uses every core and worker processes would only compete
+    with it (measured on 2 cores: 1,530 samples/s with 0 workers vs 1,290 with 2 for the STN task).
+    """
+    if num_workers != "auto":
+        if not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f"data.num_workers={num_workers!r}: expected a count >= 0 or 'auto'")
+        return num_workers
+    accelerator = type(getattr(trainer, "accelerator", None)).__name__.lower()
+    if "cuda" not in accelerator and "mps" not in accelerator:
+        return 0
+    processes_here = max(int(getattr(trainer, "num_devices", 1)), 1)
+    return max(1, min(8, (os.cpu_count() or 2) // processes_here - 1))
+
+
 def make_dataloader(
     dataset: Dataset,
     *,
     batch_size: int,
     shuffle: bool,
     seed: int,
-    num_workers: int,
+    num_workers: int | str,
     trainer: Any = None,
     drop_last: bool = False,
     collate_fn: Callable | None = None,
@@ -90,12 +110,14 @@ def make_dataloader(
         batch_size: per-process batch size.
         shuffle: ``True`` for training, ``False`` for val/test/predict.
         seed: sampler seed (same on every rank).
-        num_workers: DataLoader worker processes; workers are persistent when > 0.
+        num_workers: DataLoader worker processes (persistent when > 0), or "auto": see
+            :func:`resolve_num_workers`.
         trainer: the Lightning ``Trainer`` (``datamodule.trainer``); its ``world_size`` and
             ``global_rank`` shard the data. ``None`` -> one process, rank 0.
         drop_last: drop the incomplete last batch (and the uneven tail across ranks).
         collate_fn: optional DataLoader collate function.
     """
+    num_workers = resolve_num_workers(num_workers, trainer)
     world_size = int(getattr(trainer, "world_size", 1)) if trainer is not None else 1
     rank = int(getattr(trainer, "global_rank", 0)) if trainer is not None else 0
     sampler = EpochSeededSampler(

@@ -151,3 +151,22 @@ def test_lightning_keeps_sampler_and_sets_epoch():
     assert isinstance(t.train_dataloader.sampler, EpochSeededSampler)
     assert len(model.seen) == 24
     assert all(cur == e for cur, e in model.seen)
+
+
+def test_num_workers_auto_is_zero_on_cpu_and_several_per_gpu(monkeypatch):
+    from types import SimpleNamespace
+
+    from datamodules.sampling import resolve_num_workers
+
+    class CPUAccelerator: ...
+
+    class CUDAAccelerator: ...
+
+    assert resolve_num_workers(3) == 3
+    assert resolve_num_workers("auto", None) == 0
+    assert resolve_num_workers("auto", SimpleNamespace(accelerator=CPUAccelerator(), num_devices=1)) == 0
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    gpu = SimpleNamespace(accelerator=CUDAAccelerator(), num_devices=4)
+    assert resolve_num_workers("auto", gpu) == 3
+    with pytest.raises(ValueError, match="num_workers"):
+        resolve_num_workers(-1)
