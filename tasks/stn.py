@@ -32,7 +32,7 @@ class STNClassifier(pl.LightningModule):
     def __init__(self, arch: str = "st_cnn", image_size: int = 42, num_classes: int = 10,
                  st_out_size: int | None = None, channels: tuple[int, ...] = (32, 64), hidden: int = 256,
                  dropout: float = 0.2, batch_norm: bool = True, kernel_size: int = 5, lr: float = 3e-3,
-                 loc_lr_scale: float = 0.3, weight_decay: float = 1e-4,
+                 loc_lr_scale: float = 0.3, weight_decay: float = 1e-4, label_smoothing: float = 0.0,
                  warmup_fraction: float = 0.15, channels_last: bool = False, num_figure_samples: int = 8,
                  class_names: list[str] | None = None) -> None:
         """
@@ -46,6 +46,7 @@ class STNClassifier(pl.LightningModule):
             lr: peak learning rate of the one-cycle schedule (AdamW).
             loc_lr_scale: the localisation net's learning rate relative to lr.
             weight_decay: AdamW weight decay.
+            label_smoothing: cross-entropy label smoothing in training (0: none).
             warmup_fraction: fraction of all steps spent warming up.
             channels_last: NHWC memory format (faster convolutions with bf16 and on tensor cores).
             num_figure_samples: validation images shown in the before/after figure each epoch.
@@ -81,7 +82,8 @@ class STNClassifier(pl.LightningModule):
 
     def _shared_step(self, batch: dict[str, torch.Tensor], split: str) -> tuple[torch.Tensor, dict]:
         out = self(batch["image"])
-        loss = F.cross_entropy(out["logits"].float(), batch["label"])
+        smoothing = self.hparams.label_smoothing if split == "train" else 0.0
+        loss = F.cross_entropy(out["logits"].float(), batch["label"], label_smoothing=smoothing)
         accuracy = self.accuracy[f"{split}_"]
         accuracy(out["logits"], batch["label"])
         on_step = split == "train"

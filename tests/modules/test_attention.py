@@ -16,16 +16,6 @@ KINDS = ["additive", "dot", "general"]
 B, N, DQ, DK, HIDDEN = 4, 5, 6, 6, 7
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are tiny: extra intra-op threads only add synchronisation (and slow down badly when the
-    cores are busy), so this module runs on one thread and restores the setting after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make(kind: str, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
     return build_attention(kind, DQ, DK if kind == "dot" else DK + 1, HIDDEN)

@@ -13,16 +13,6 @@ V, E, H, D, N, B = 12, 8, 16, 6, 5, 6
 PAD, BOS, EOS, MAX_LEN = 0, 1, 2, 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are tiny: extra intra-op threads only add synchronisation (and slow down badly when the
-    cores are busy), so this module runs on one thread and restores the setting after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def train_briefly(luong: bool) -> AttentionLSTMDecoder:
     """A decoder trained a few steps to emit, for sample i, i + 1 words then EOS: its outputs end at
     various lengths and it is still unsure enough that beam search and greedy decoding disagree."""

@@ -9,16 +9,6 @@ from modules.decoders import AttentionLSTMDecoder, DecoderState, doubly_stochast
 V, E, H, D, N, B, T = 11, 8, 12, 6, 5, 3, 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are tiny: extra intra-op threads only add synchronisation (and slow down badly when the
-    cores are busy), so this module runs on one thread and restores the setting after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 CONFIGS = {
     "show_attend_tell": {},
     "luong": dict(attention="general", attention_query="current", input_feeding=True, deep_output=False,
