@@ -4,6 +4,7 @@ The last stderr line is `PEAK_RSS_KB=<kilobytes>` (the main process; DataLoader 
 """
 
 import atexit
+import os
 import resource
 import runpy
 import sys
@@ -15,5 +16,6 @@ def _report() -> None:
 
 if __name__ == "__main__":
     script, sys.argv = sys.argv[1], sys.argv[1:]
+    sys.path[0] = os.path.dirname(os.path.abspath(script))  # as `python script.py` would
     atexit.register(_report)
     runpy.run_path(script, run_name="__main__")

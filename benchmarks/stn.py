@@ -1,7 +1,7 @@
 """CNN vs ST-CNN at the same budget, on RTS and cluttered digits; plus fp32 vs bf16 throughput.
 
     python benchmarks/stn.py                                # the full table (about 35 CPU minutes here)
-    python benchmarks/stn.py --distortions rts --epochs 5   # a quick pass
+    python benchmarks/stn.py --distortions rts --epochs 5 5 --throughput-epochs 0   # a quick pass
 
 Each configuration is one `train.py` run (CSV logger) in its own process, so peak memory is its own.
 Prints a markdown table and writes it to benchmarks/results/stn.md.
@@ -69,7 +69,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--distortions", nargs="+", default=["rts", "cluttered"])
     parser.add_argument("--archs", nargs="+", default=["cnn", "st_cnn"])
-    parser.add_argument("--epochs", type=int, default=None, help="override every run's max_epochs")
+    parser.add_argument("--epochs", type=int, nargs=2, default=[150, 80], metavar=("RTS", "CLUTTERED"),
+                        help="epochs of every rts run and of every cluttered run (same for CNN and ST-CNN)")
     parser.add_argument("--throughput-epochs", type=int, default=2, help="epochs per precision (0: skip)")
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "benchmarks" / "runs" / "stn")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "stn.md")
@@ -77,7 +78,7 @@ def main() -> None:
     args = parser.parse_args()
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
     runs_dir = args.runs_dir / stamp
-    epochs = [f"trainer.max_epochs={args.epochs}"] if args.epochs else []
+    epochs = {"rts": args.epochs[0], "cluttered": args.epochs[1]}
 
     lines = ["| distortion | model | test error % | paper % | IoU sampled region vs digit box (identity) "
              "| worst val error % after warm-up | train samples/s | wall min | peak RSS GiB |",
@@ -85,7 +86,9 @@ def main() -> None:
     for distortion in args.distortions:
         for arch in args.archs:
             r = run_training(f"{distortion}-{arch}", [f"data.distortion={distortion}", f"model.arch={arch}",
-                                                       *epochs, *args.overrides], runs_dir)
+                                                       f"trainer.max_epochs={epochs.get(distortion, 30)}",
+                                                       "trainer.check_val_every_n_epoch=5", *args.overrides],
+                             runs_dir)
             iou = f"{r['test_iou']:.2f} ({r['test_iou_identity']:.2f})" if arch == "st_cnn" else \
                 f"- ({r['test_iou_identity']:.2f})"
             lines.append(f"| {distortion} | {arch} | {100 * r['test_error']:.2f} | "
@@ -97,7 +100,7 @@ def main() -> None:
     if args.throughput_epochs:
         lines += ["", "| precision (st_cnn, rts) | train samples/s | test error % after "
                   f"{args.throughput_epochs} epochs |", "|---|---|---|"]
-        for label, precision in [("32-true", ["trainer.precision=32-true"]),
+        for label, precision in [("32-true", ["trainer.precision=32-true", "model.channels_last=false"]),
                                  ("bf16-mixed + channels_last",
                                   ["trainer.precision=bf16-mixed", "model.channels_last=true"])]:
             r = run_training(f"throughput-{precision[0].split('=')[1]}",

@@ -69,6 +69,10 @@ class STNClassifier(pl.LightningModule):
         self.iou_identity = torch.nn.ModuleDict({f"{split}_": MeanMetric() for split in ("val", "test")})
         self.class_names = class_names or [str(i) for i in range(num_classes)]
         self._figure_batch: dict[str, torch.Tensor] | None = None
+        if channels_last:
+            # here, not in a fit hook: DDP must wrap parameters already in their final layout, or its
+            # gradient buckets keep pointing at the old storage
+            self.to(memory_format=torch.channels_last)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """images [B, 1, H, W] in [0, 1] -> logits [B, K], transformed [B, 1, S, S], theta [B, 2, 3] | None."""
@@ -166,7 +170,3 @@ class STNClassifier(pl.LightningModule):
             lr=self.hparams.lr, weight_decay=self.hparams.weight_decay,
             warmup_fraction=self.hparams.warmup_fraction,
         )
-
-    def on_fit_start(self) -> None:
-        if self.hparams.channels_last:
-            self.to(memory_format=torch.channels_last)

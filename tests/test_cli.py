@@ -10,7 +10,8 @@ from tasks.stn import STNClassifier
 from tests.conftest import run_cli
 from tests.wandb_records import logged_config, logged_history_keys
 
-TINY = ["trainer=cpu", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+TINY = ["trainer=cpu", "trainer.precision=32-true", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
         "trainer.limit_test_batches=1", "data.batch_size=16", "data.num_workers=0",
         "trainer.enable_progress_bar=false"]
 
@@ -67,13 +68,14 @@ def test_ddp_two_cpu_processes_match_one_process_on_the_same_data(tmp_path):
     run_dirs = list((tmp_path / "ddp" / "outputs" / "stn").iterdir())
     assert len(run_dirs) == 1, f"DDP made {len(run_dirs)} run directories"
     assert len(list(run_dirs[0].glob("wandb/offline-run-*"))) == 1, "DDP made more than one W&B run"
-    weights = {}
+    weights, hparams = {}, {}
     for name in ("single", "ddp"):
-        last = next((tmp_path / name).glob("outputs/stn/*/checkpoints/last.ckpt"))
-        weights[name] = torch.load(last, weights_only=True)["state_dict"]
+        last = torch.load(next((tmp_path / name).glob("outputs/stn/*/checkpoints/last.ckpt")), weights_only=True)
+        weights[name], hparams[name] = last["state_dict"], last["hyper_parameters"]
+    assert hparams["single"] == hparams["ddp"]
     # the same seed builds the same initial weights: DDP must move them as far, the same way
     pl.seed_everything(42)
-    initial = STNClassifier(arch="st_cnn", image_size=42, num_classes=10, dropout=0, batch_norm=False).state_dict()
+    initial = STNClassifier(**hparams["single"]).state_dict()
     keys = [key for key, value in initial.items() if value.is_floating_point()]
     flat = {name: torch.cat([weights[name][key].flatten() for key in keys]) for name in weights}
     start = torch.cat([initial[key].flatten() for key in keys])
