@@ -63,13 +63,25 @@ def log_run_facts(cfg: DictConfig, model: pl.LightningModule, loggers: list[Logg
         f"({params['params/trainable']:,} trainable)")
 
 
+def saved_checkpoints(trainer: pl.Trainer) -> tuple[str, str]:
+    """(best, last) checkpoint paths of the fit just done ("" when none was saved).
+
+    Read right after fitting: testing a checkpoint restores the callback's state as it was when that
+    checkpoint was written, which can predate last.ckpt.
+    """
+    checkpoint = trainer.checkpoint_callback
+    if checkpoint is None:
+        return "", ""
+    return getattr(checkpoint, "best_model_path", ""), getattr(checkpoint, "last_model_path", "")
+
+
 @rank_zero_only
-def report_locations(cfg: DictConfig, trainer: pl.Trainer) -> None:
+def report_locations(cfg: DictConfig, trainer: pl.Trainer, checkpoints: tuple[str, str]) -> None:
     """Tell the user where the run directory, checkpoints and W&B run are."""
     say(f"run directory: {cfg.paths.output_dir}")
-    checkpoint = trainer.checkpoint_callback
-    if checkpoint is not None and getattr(checkpoint, "best_model_path", ""):
-        say(f"checkpoints: best {checkpoint.best_model_path} | last {checkpoint.last_model_path}")
+    best, last = checkpoints
+    if best or last:
+        say(f"checkpoints: best {best or '-'} | last {last or '-'}")
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
             run = logger.experiment
@@ -111,24 +123,25 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
     fit_model = torch.compile(model) if cfg.get("compile") else model
     metrics: dict[str, float] = {}
+    checkpoints = ("", "")
     if cfg.get("train", True):
         trainer.fit(fit_model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         metrics.update({key: float(value) for key, value in trainer.callback_metrics.items()})
+        checkpoints = saved_checkpoints(trainer)
     if cfg.get("test", True):
-        test_checkpoint = _checkpoint_to_test(cfg, trainer)
+        test_checkpoint = _checkpoint_to_test(cfg, checkpoints[0])
         trainer.test(fit_model, datamodule=datamodule, ckpt_path=test_checkpoint)
         metrics.update({key: float(value) for key, value in trainer.callback_metrics.items()})
 
-    report_locations(cfg, trainer)
+    report_locations(cfg, trainer, checkpoints)
     finish_wandb()
     return metrics
 
 
-def _checkpoint_to_test(cfg: DictConfig, trainer: pl.Trainer) -> str | None:
+def _checkpoint_to_test(cfg: DictConfig, best: str) -> str | None:
     """The best checkpoint after fitting; the given ckpt_path with train=false; else the current weights."""
     if not cfg.get("train", True):
         return cfg.get("ckpt_path")
-    best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
     if best:
         say(f"testing the best checkpoint: {best}")
         return best

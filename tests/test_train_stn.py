@@ -118,3 +118,19 @@ def test_experiment_presets_run_on_mnist_idx_files(make_cfg, tmp_path, experimen
     assert cfg.data.source == "mnist" and cfg.model.arch == "st_cnn"
     metrics = run(cfg)
     assert "test/error" in metrics
+
+
+def test_run_reports_where_the_run_directory_and_both_checkpoints_are(make_cfg, caplog):
+    cfg = make_cfg("task=stn", *SHORT)
+    with caplog.at_level("INFO", logger="suite.run"):
+        run(cfg)
+    text = caplog.text
+    assert f"run directory: {cfg.paths.output_dir}" in text
+    assert "checkpoints: best " in text and "last.ckpt" in text and "epoch000.ckpt" in text
+
+
+@pytest.mark.slow
+def test_compile_true_trains_and_tests(make_cfg):
+    """torch.compile through train.py (inductor needs a C++ compiler; about 90 s on 2 CPU cores)."""
+    metrics = run(make_cfg("task=stn", "compile=true", *SHORT))
+    assert 0.0 <= metrics["test/error"] <= 1.0
