@@ -13,7 +13,7 @@ class LocalisationNet(nn.Module):
     """Small CNN that regresses the 6 affine parameters; the last layer starts at the identity transform."""
 
     def __init__(self, in_channels: int = 1, in_size: int = 42, channels: tuple[int, ...] = (20, 20),
-                 hidden: int = 50, pool_to: int = 6) -> None:
+                 hidden: int = 50, pool_to: int = 6, batch_norm: bool = True) -> None:
         """
         Args:
             in_channels: image channels.
@@ -21,16 +21,21 @@ class LocalisationNet(nn.Module):
             channels: output channels of each 5x5 conv (each followed by 2x2 max-pool and ReLU).
             hidden: width of the fully connected layer before the 6 outputs.
             pool_to: adaptive pooling size after the convs, so any input size works.
+            batch_norm: BatchNorm before every ReLU. Without it, on sparse inputs (60x60 cluttered digits)
+                Adam's first steps, taken while the zero-initialised last layer passes no gradient back,
+                drove every hidden unit negative: theta froze at one value for all inputs (seen in training).
         """
         super().__init__()
         layers: list[nn.Module] = []
         previous = in_channels
         for width in channels:
-            layers += [nn.Conv2d(previous, width, 5, padding=2), nn.MaxPool2d(2), nn.ReLU(inplace=True)]
+            norm = nn.BatchNorm2d(width) if batch_norm else nn.Identity()
+            layers += [nn.Conv2d(previous, width, 5, padding=2), nn.MaxPool2d(2), norm, nn.ReLU(inplace=True)]
             previous = width
         self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(pool_to))
         self.regressor = nn.Sequential(
-            nn.Flatten(), nn.Linear(previous * pool_to * pool_to, hidden), nn.ReLU(inplace=True),
+            nn.Flatten(), nn.Linear(previous * pool_to * pool_to, hidden),
+            nn.BatchNorm1d(hidden) if batch_norm else nn.Identity(), nn.ReLU(inplace=True),
             nn.Linear(hidden, 6),
         )
         self.in_size = in_size

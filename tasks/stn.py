@@ -56,9 +56,10 @@ class STNClassifier(pl.LightningModule):
         if arch not in ARCHS:
             raise ValueError(f"model.arch={arch!r} is not a known architecture; choose one of {list(ARCHS)}")
         self.save_hyperparameters()
-        self.transformer = (
-            SpatialTransformer(LocalisationNet(1, image_size), out_size=st_out_size) if arch == "st_cnn" else None
-        )
+        self.transformer = None
+        if arch == "st_cnn":
+            localisation = LocalisationNet(1, image_size, batch_norm=batch_norm)
+            self.transformer = SpatialTransformer(localisation, out_size=st_out_size)
         self.classifier = ConvClassifier(1, num_classes, tuple(channels), hidden, dropout,
                                          batch_norm=batch_norm, kernel_size=kernel_size)
         # per split (ModuleDict keys cannot be "train": nn.Module.train exists)
