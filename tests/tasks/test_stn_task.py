@@ -67,3 +67,12 @@ def test_before_after_figure_renders(batch):
     assert len(figure.axes) == 8
     # row 1 (axes 0-3): inputs, each with the red outline of the sampled region; row 2: transformed
     assert [len(axis.lines) for axis in figure.axes] == [1, 1, 1, 1, 0, 0, 0, 0]
+
+
+def test_localisation_batch_norm_follows_the_classifier_unless_set():
+    def loc_norms(model: STNClassifier) -> int:
+        return sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.transformer.modules())
+
+    assert loc_norms(STNClassifier(image_size=42, num_classes=10)) == 3
+    assert loc_norms(STNClassifier(image_size=42, num_classes=10, batch_norm=False)) == 0
+    assert loc_norms(STNClassifier(image_size=42, num_classes=10, loc_batch_norm=False)) == 0
