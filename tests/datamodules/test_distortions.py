@@ -75,7 +75,7 @@ def test_shape_range_inside_and_box(kind, digits, others):
         if kind != "none":  # none is the raw digit (83 of the 5k MNIST digits touch the border)
             assert border_ink(img) < 1e-5, (kind, i)
         assert 0 <= box[0] < box[2] <= s and 0 <= box[1] < box[3] <= s, (kind, i, box)
-        assert 1 <= box[0] and box[2] <= s - 1 and 1 <= box[1] and box[3] <= s - 1 or kind == "none"
+        assert box[0] >= 1 and box[2] <= s - 1 and box[1] >= 1 and box[3] <= s - 1 or kind == "none"
 
 
 @pytest.mark.parametrize("kind", DISTORTIONS)
@@ -116,7 +116,7 @@ def test_oversized_digit_is_shrunk_to_fit(kind, others):
         img, box = distort(block, kind, np.random.default_rng(seed), clutter_sources=others)
         s = canvas_size(kind)
         assert border_ink(img) < 1e-5, (kind, seed)
-        assert 1 <= box[0] and box[2] <= s - 1 and 1 <= box[1] and box[3] <= s - 1
+        assert box[0] >= 1 and box[2] <= s - 1 and box[1] >= 1 and box[3] <= s - 1
         assert img.sum() > 0.2 * 28 * 28  # shrunk, not dropped
 
 
