@@ -44,11 +44,12 @@ def run_training(name: str, overrides: list[str], runs_dir: Path) -> dict[str, f
         return [float(row[key]) for row in rows if row.get(key)]
 
     val_error = column("val/error")
+    throughput = sorted(column("perf/train_samples_per_sec"))
     result = {
         "test_error": column("test/error")[-1],
         "test_iou": (column("test/iou") or [float("nan")])[-1],
         "test_iou_identity": column("test/iou_identity")[-1],
-        "samples_per_sec": sorted(column("perf/train_samples_per_sec"))[len(column("perf/train_samples_per_sec")) // 2],
+        "samples_per_sec": throughput[len(throughput) // 2],  # median epoch
         "epochs": len(val_error),
         "worst_val_error_after_warmup": max(val_error[len(val_error) // 4:]) if val_error else float("nan"),
         "wall_minutes": wall / 60,

@@ -126,12 +126,12 @@ def run(cfg: DictConfig) -> dict[str, float]:
     checkpoints = ("", "")
     if cfg.get("train", True):
         trainer.fit(fit_model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-        metrics.update({key: float(value) for key, value in trainer.callback_metrics.items()})
+        metrics.update(_as_floats(trainer.callback_metrics))
         checkpoints = saved_checkpoints(trainer)
     if cfg.get("test", True):
         test_checkpoint = _checkpoint_to_test(cfg, checkpoints[0])
         trainer.test(fit_model, datamodule=datamodule, ckpt_path=test_checkpoint)
-        metrics.update({key: float(value) for key, value in trainer.callback_metrics.items()})
+        metrics.update(_as_floats(trainer.callback_metrics))
 
     report_locations(cfg, trainer, checkpoints)
     finish_wandb()
@@ -147,3 +147,7 @@ def _checkpoint_to_test(cfg: DictConfig, best: str) -> str | None:
         return best
     say("no checkpoint was saved (fast_dev_run or checkpointing off): testing the current weights")
     return None
+
+
+def _as_floats(values: dict[str, Any]) -> dict[str, float]:
+    return {key: float(value) for key, value in values.items()}

@@ -11,6 +11,7 @@ import torch
 from omegaconf import open_dict
 
 from suite.run import run
+from tests.idx_fixtures import write_raw
 
 SHORT = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
          "trainer.limit_test_batches=1", "data.batch_size=16"]
@@ -110,8 +111,6 @@ def test_tensorboard_logger_gets_scalars_and_the_image(make_cfg):
 
 @pytest.mark.parametrize("experiment", ["stn_rts_mnist", "stn_cluttered_mnist"])
 def test_experiment_presets_run_on_mnist_idx_files(make_cfg, tmp_path, experiment):
-    from tests.datamodules.test_digits import write_raw
-
     write_raw(tmp_path / "mnist" / "MNIST" / "raw", n_train=60, n_test=20)
     cfg = make_cfg(f"experiment={experiment}", f"data.root={tmp_path / 'mnist'}", "data.val_per_class=1",
                    "trainer.fast_dev_run=true", "data.batch_size=8")

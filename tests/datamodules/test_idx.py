@@ -6,13 +6,7 @@ import numpy as np
 import pytest
 
 from datamodules.idx import IdxFormatError, read_idx
-
-
-def idx_bytes(arr: np.ndarray, magic: int | None = None) -> bytes:
-    """Serialise a uint8 array as idx (header + payload); ``magic`` overrides the magic number."""
-    magic = (0x0800 | arr.ndim) if magic is None else magic
-    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
-    return header + arr.astype(np.uint8).tobytes()
+from tests.idx_fixtures import idx_bytes
 
 
 def write(path, data: bytes, gz: bool = False):
