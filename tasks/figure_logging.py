@@ -47,3 +47,31 @@ def log_figure(trainer: pl.Trainer, key: str, figure: plt.Figure, caption: str |
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(image).save(folder / f"epoch{trainer.current_epoch:03d}_step{trainer.global_step}.png")
     return image
+
+
+def log_table(trainer: pl.Trainer, key: str, columns: list[str], rows: list[list[object]]) -> None:
+    """Log a table of predictions from rank zero: a W&B table (numpy images become pictures); elsewhere a
+    Markdown table (images left out), as TensorBoard text or as a file under the run dir's ``tables/``.
+    """
+    if not trainer.is_global_zero:
+        return
+    text_columns = [i for i, row_value in enumerate(rows[0] if rows else []) if not isinstance(row_value, np.ndarray)]
+    markdown = "\n".join(
+        ["| " + " | ".join(columns[i] for i in text_columns) + " |", "|" + "---|" * len(text_columns)]
+        + ["| " + " | ".join(str(row[i]).replace("|", "/") for i in text_columns) + " |" for row in rows]
+    )
+    written = 0
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            import wandb
+
+            data = [[wandb.Image(v) if isinstance(v, np.ndarray) else v for v in row] for row in rows]
+            logger.log_table(key=key, columns=columns, data=data, step=trainer.global_step)
+            written += 1
+        elif isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_text(key, markdown, trainer.global_step)
+            written += 1
+    if written == 0:
+        folder = Path(trainer.default_root_dir) / "tables" / key.replace("/", "_")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"epoch{trainer.current_epoch:03d}_step{trainer.global_step}.md").write_text(markdown + "\n")

@@ -1,0 +1,286 @@
+"""Image captioning with soft or hard attention: Show, Attend and Tell (Xu et al. 2015).
+
+image [B, 3, H, W] -> encoder -> feature grid memory [B, N, D] -> attention LSTM decoder -> words.
+
+Training loss (per batch):
+    cross-entropy over real tokens (padding excluded)
+    + alpha_c * doubly stochastic penalty, averaged over the N grid positions (Xu eq. 14, as the common
+      PyTorch port scales it, so alpha_c = 1 does not drown the word loss on large grids)
+    hard attention adds REINFORCE for the sampled locations (Xu eq. 12 with the paper's variance reduction):
+      - reinforce_weight * mean_b[(r_b - baseline) * sum_t log p(s_bt)]   with r_b = the caption's mean log p(word)
+        given the sampled locations and baseline a moving average of r
+      - entropy_weight * the mean entropy of the attention maps (a bonus: keeps exploring)
+    and half the rows use the soft expectation instead of a sample (``mix_soft_prob``), as the authors' code did.
+
+Validation and test score DECODED captions (batched beam search): BLEU-1..4 and CIDEr-D, plus the attention
+entropy of every emitted word and, where the data knows the objects (generated scenes), attention correctness:
+the attention mass of each word that names an object inside that object's box, next to a uniform map's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+
+from datamodules.vocabulary import Vocabulary
+from modules.beam_search import Hypothesis, beam_search
+from modules.decoders import AttentionLSTMDecoder, DecoderOutput, doubly_stochastic_penalty
+from modules.encoders import build_image_encoder
+from tasks.attention_correctness import (
+    attention_entropy,
+    grounded_attention_mass,
+    word_object_grounding,
+)
+from tasks.caption_figures import attention_caption_figure, caption_table_rows
+from tasks.caption_metrics import caption_metric_collection
+from tasks.figure_logging import log_figure, log_table
+from tasks.optim import adamw_one_cycle
+
+ATTENTION_TYPES = ("soft", "hard")
+EVAL_SPLITS = ("val", "test")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ImageCaptioner(pl.LightningModule):
+    """Show, Attend and Tell: see the module docstring for the losses and what is logged."""
+
+    def __init__(self, vocabulary: Vocabulary | None = None, vocab_size: int | None = None, image_size: int = 64,
+                 attention: str = "soft", score: str = "additive", encoder: dict[str, Any] | None = None,
+                 embed_dim: int = 64, hidden_dim: int = 256, attention_dim: int = 128, dropout: float = 0.3,
+                 gate: bool = True, deep_output: bool = True, alpha_c: float = 1.0,
+                 reinforce_weight: float = 1.0, entropy_weight: float = 0.01, baseline_decay: float = 0.9,
+                 mix_soft_prob: float = 0.5, hard_eval_mode: str = "expectation", label_smoothing: float = 0.0,
+                 beam_size: int = 3, max_decode_len: int = 20, length_penalty: float = 0.0,
+                 lr: float = 2e-3, encoder_lr_scale: float = 1.0, weight_decay: float = 0.0,
+                 warmup_fraction: float = 0.05, num_figure_samples: int = 4) -> None:
+        """
+        Args:
+            vocabulary: the word vocabulary (the datamodule's); saved in checkpoints. None only when loading a
+                checkpoint, which restores it.
+            vocab_size: taken from ``vocabulary`` when given (kept so a checkpoint rebuilds the layers).
+            image_size: input size (for figures; the encoder's grid is measured from it).
+            attention: "soft" (deterministic expectation) or "hard" (stochastic, REINFORCE).
+            score: how attention scores locations: additive (Xu/Bahdanau), general or dot (Luong).
+            encoder: ``modules.encoders.build_image_encoder`` arguments: {kind: conv, channels: [...]} or
+                {kind: resnet, arch: resnet101, pretrained: false, trainable: none, grid_size: 14}.
+            embed_dim, hidden_dim, attention_dim, dropout, gate, deep_output: the decoder
+                (``modules.decoders.AttentionLSTMDecoder``).
+            alpha_c: weight of the doubly stochastic penalty (0: off).
+            reinforce_weight, entropy_weight, baseline_decay, mix_soft_prob, hard_eval_mode: hard attention.
+            label_smoothing: in the training cross-entropy.
+            beam_size, max_decode_len, length_penalty: decoding of val/test captions (beam 1 = greedy).
+            lr, encoder_lr_scale, weight_decay, warmup_fraction: AdamW with a one-cycle schedule.
+            num_figure_samples: validation images shown with per-word attention maps each epoch.
+        """
+        super().__init__()
+        if attention not in ATTENTION_TYPES:
+            raise ValueError(f"model.attention={attention!r} is not a known attention; "
+                             f"choose one of {list(ATTENTION_TYPES)}")
+        if vocabulary is not None:
+            vocab_size = len(vocabulary)
+        if vocab_size is None:
+            raise ValueError("ImageCaptioner needs a vocabulary (or vocab_size when restoring a checkpoint)")
+        self.save_hyperparameters(ignore=["vocabulary"])
+        self.vocabulary = vocabulary
+        encoder_args = dict(encoder or {"kind": "conv"})
+        kind = encoder_args.pop("kind", "conv")
+        self.encoder = build_image_encoder(kind, **encoder_args)
+        self.normalize = kind == "resnet"  # torchvision trunks expect ImageNet-normalised input
+        self.register_buffer("image_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("image_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.grid = self._measure_grid(image_size)                                       # (h, w)
+        self.decoder = AttentionLSTMDecoder(
+            vocab_size, embed_dim, hidden_dim, self.encoder.out_dim, attention=score, attention_dim=attention_dim,
+            dropout=dropout, gate=gate, deep_output=deep_output, hard=attention == "hard",
+            hard_eval_mode=hard_eval_mode, mix_soft_prob=mix_soft_prob,
+        )
+        self.register_buffer("reward_baseline", torch.zeros(()))  # hard attention's moving average of r
+        self.register_buffer("baseline_ready", torch.zeros((), dtype=torch.bool))
+        self.metrics = nn.ModuleDict({f"{split}_": caption_metric_collection(prefix=f"{split}/")
+                                      for split in EVAL_SPLITS})
+        self.correctness = nn.ModuleDict({f"{split}_": MeanMetric() for split in EVAL_SPLITS})
+        self.correctness_uniform = nn.ModuleDict({f"{split}_": MeanMetric() for split in EVAL_SPLITS})
+        self.entropy = nn.ModuleDict({f"{split}_": MeanMetric() for split in EVAL_SPLITS})
+        self._figure_batch: dict[str, Any] | None = None
+
+    @torch.no_grad()
+    def _measure_grid(self, image_size: int) -> tuple[int, int]:
+        """The encoder's grid (h, w) for this input size, by one forward pass in eval mode."""
+        was_training = self.encoder.training
+        self.encoder.eval()
+        positions = self.encoder(torch.zeros(1, 3, image_size, image_size)).shape[1]
+        self.encoder.train(was_training)
+        side = int(round(positions ** 0.5))
+        if side * side != positions:
+            raise ValueError(f"encoder gives {positions} positions for a {image_size}px image; expected a square grid")
+        return side, side
+
+    # --- model -------------------------------------------------------------------------------------------
+
+    @property
+    def pad_id(self) -> int:
+        return Vocabulary.PAD_ID
+
+    def encode(self, images: Tensor) -> Tensor:
+        """images [B, 3, H, W] in [0, 1] -> memory [B, N, D]."""
+        if self.normalize:
+            images = (images - self.image_mean) / self.image_std
+        return self.encoder(images)
+
+    def forward(self, images: Tensor, tokens: Tensor) -> DecoderOutput:
+        """Teacher forcing: images [B, 3, H, W], tokens [B, L] ("<bos> .. <eos> <pad>..") -> outputs for L-1 steps."""
+        return self.decoder(self.encode(images), None, tokens[:, :-1])
+
+    @torch.no_grad()
+    def generate(self, images: Tensor, beam_size: int | None = None) -> list[Hypothesis]:
+        """images [B, 3, H, W] -> the decoded caption of each (batched beam search; call in eval mode)."""
+        return beam_search(self.decoder, self.encode(images), None, Vocabulary.BOS_ID, Vocabulary.EOS_ID,
+                           beam_size=beam_size or self.hparams.beam_size, max_len=self.hparams.max_decode_len,
+                           length_penalty=self.hparams.length_penalty)
+
+    # --- losses ------------------------------------------------------------------------------------------
+
+    def _losses(self, out: DecoderOutput, tokens: Tensor, smoothing: float) -> dict[str, Tensor]:
+        targets = tokens[:, 1:]                                                            # [B, T]
+        real = targets != self.pad_id                                                      # [B, T]
+        logits = out.logits.float().transpose(1, 2)                                        # [B, V, T]
+        nll = F.cross_entropy(logits, targets, reduction="none", ignore_index=self.pad_id)  # [B, T]
+        words = real.sum().clamp(min=1)
+        losses = {"nll": nll.sum() / words}
+        word_loss = losses["nll"]
+        if smoothing > 0:
+            word_loss = F.cross_entropy(logits, targets, ignore_index=self.pad_id, label_smoothing=smoothing)
+        positions = out.attention.size(-1)
+        losses["doubly_stochastic"] = doubly_stochastic_penalty(out.attention.float(), real,
+                                                                self.hparams.alpha_c) / positions
+        losses["loss"] = word_loss + losses["doubly_stochastic"]
+        if out.log_probs is not None and self.training:
+            losses.update(self._reinforce(nll.detach(), real, out.log_probs.float(), out.entropy.float()))
+            losses["loss"] = (losses["loss"] + self.hparams.reinforce_weight * losses["reinforce"]
+                              - self.hparams.entropy_weight * losses["attention_entropy"])
+        return losses
+
+    def _reinforce(self, nll: Tensor, real: Tensor, log_probs: Tensor, entropy: Tensor) -> dict[str, Tensor]:
+        """REINFORCE for the sampled locations: nll, log_probs, entropy [B, T]; real [B, T] bool."""
+        real_f = real.float()
+        reward = -(nll * real_f).sum(1) / real_f.sum(1).clamp(min=1)                      # [B] mean log p(word)
+        batch_reward = reward.mean()
+        if not bool(self.baseline_ready):  # first batch: start the baseline at the reward, not at 0
+            self.reward_baseline.copy_(batch_reward)
+            self.baseline_ready.fill_(True)
+        advantage = reward - self.reward_baseline                                         # [B]
+        decay = self.hparams.baseline_decay
+        self.reward_baseline.mul_(decay).add_((1 - decay) * batch_reward)
+        sampled_log_prob = (log_probs * real_f).sum(1)                                    # [B]
+        return {
+            "reinforce": -(advantage * sampled_log_prob).mean(),
+            "attention_entropy": (entropy * real_f).sum() / real_f.sum().clamp(min=1),
+            "reward": batch_reward, "baseline": self.reward_baseline.clone(),
+        }
+
+    # --- steps -------------------------------------------------------------------------------------------
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        out = self(batch["image"], batch["tokens"])
+        losses = self._losses(out, batch["tokens"], self.hparams.label_smoothing)
+        self.log("train/loss", losses["loss"], prog_bar=True)
+        self.log_dict({f"train/{k}": v for k, v in losses.items() if k != "loss"})
+        return losses["loss"]
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, "val", keep_figure=batch_idx == 0)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, "test", keep_figure=False)
+
+    def _evaluate(self, batch: dict[str, Any], split: str, keep_figure: bool) -> None:
+        memory = self.encode(batch["image"])                                               # [B, N, D]
+        out = self.decoder(memory, None, batch["tokens"][:, :-1])
+        losses = self._losses(out, batch["tokens"], smoothing=0.0)
+        self.log(f"{split}/loss", losses["nll"], prog_bar=split == "val", sync_dist=True,
+                 batch_size=len(batch["tokens"]))
+        hypotheses = beam_search(self.decoder, memory, None, Vocabulary.BOS_ID, Vocabulary.EOS_ID,
+                                 beam_size=self.hparams.beam_size, max_len=self.hparams.max_decode_len,
+                                 length_penalty=self.hparams.length_penalty)
+        texts = [self.vocabulary.decode(h.tokens) for h in hypotheses]
+        self.metrics[f"{split}_"].update(texts, batch["references"])
+        words, attention = pad_hypotheses(hypotheses, self.device)                        # [B, L], [B, L, N]
+        word_mask = words >= 0
+        if word_mask.any():
+            self.entropy[f"{split}_"].update(attention_entropy(attention, word_mask))
+        if "boxes" in batch:
+            grounding = word_object_grounding(words, batch["object_words"])               # [B, L, K]
+            mass, uniform, _ = grounded_attention_mass(attention, grounding, batch["boxes"], self.grid)
+            if mass.numel():
+                self.correctness[f"{split}_"].update(mass)
+                self.correctness_uniform[f"{split}_"].update(uniform)
+        if keep_figure:
+            count = self.hparams.num_figure_samples
+            self._figure_batch = {"image": batch["image"][:count].float().cpu(), "texts": texts[:count],
+                                  "attention": [h.attention for h in hypotheses[:count]],
+                                  "references": batch["references"][:count]}
+
+    def _log_eval_metrics(self, split: str) -> None:
+        key = f"{split}_"
+        values = self.metrics[key].compute()
+        self.metrics[key].reset()
+        for name, metric in (("attention_entropy", self.entropy), ("attention_correctness", self.correctness),
+                             ("attention_correctness_uniform", self.correctness_uniform)):
+            if metric[key].update_count:  # only what was measured (no boxes on real data)
+                values[f"{split}/{name}"] = metric[key].compute()
+            metric[key].reset()
+        for name, value in values.items():
+            self.log(name, value.float(), prog_bar=name in ("val/cider", "val/bleu4"), sync_dist=False)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_eval_metrics("val")
+        if self._figure_batch is not None and not self.trainer.sanity_checking:
+            sample = self._figure_batch
+            log_figure(self.trainer, "val/attention", attention_caption_figure(
+                sample["image"], sample["texts"], sample["attention"], self.grid),
+                caption="generated caption; attention of every word over the image")
+            log_table(self.trainer, "val/captions", ["image", "generated", "references"],
+                      caption_table_rows(sample["image"], sample["texts"], sample["references"]))
+        self._figure_batch = None
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval_metrics("test")
+
+    # --- checkpoints and optimiser -------------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["vocabulary"] = self.vocabulary.to_json()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "vocabulary" not in checkpoint:
+            raise KeyError("this checkpoint has no 'vocabulary' entry (written by an older version?): "
+                           "it cannot turn word ids back into words; retrain or add the vocabulary")
+        self.vocabulary = Vocabulary.from_json(checkpoint["vocabulary"])
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        encoder = [p for p in self.encoder.parameters() if p.requires_grad]
+        return adamw_one_cycle(
+            self,
+            [{"params": [p for p in self.decoder.parameters() if p.requires_grad]},
+             {"params": encoder, "lr_scale": self.hparams.encoder_lr_scale}],
+            lr=self.hparams.lr, weight_decay=self.hparams.weight_decay,
+            warmup_fraction=self.hparams.warmup_fraction,
+        )
+
+
+def pad_hypotheses(hypotheses: list[Hypothesis], device: torch.device) -> tuple[Tensor, Tensor]:
+    """Hypotheses -> words [B, L] long (-1 padding) and their attention [B, L, N] (0 padding)."""
+    longest = max((len(h.tokens) for h in hypotheses), default=0)
+    positions = hypotheses[0].attention.size(-1) if hypotheses else 0
+    words = torch.full((len(hypotheses), longest), -1, dtype=torch.long)
+    attention = torch.zeros(len(hypotheses), longest, positions)
+    for b, hypothesis in enumerate(hypotheses):
+        words[b, : len(hypothesis.tokens)] = torch.tensor(hypothesis.tokens, dtype=torch.long)
+        attention[b, : len(hypothesis.tokens)] = hypothesis.attention.float()
+    return words.to(device), attention.to(device)
