@@ -185,9 +185,15 @@ def timed(calls: list[Callable[[], list[Hypothesis]]], repeats: int) -> tuple[li
 
 
 def measure(decoder: AttentionLSTMDecoder, batch: int, beam: int, max_len: int, repeats: int,
-            length_penalty: float = 1.0, seed: int = 0) -> tuple[BeamRow, GreedyRow]:
-    """Time and compare, on ``batch`` memories: batched vs per-sample beam search; greedy vs width 1."""
-    memory = make_memory(batch, seed)                                                   # [B, N, D]
+            length_penalty: float = 1.0, seed: int = 0, memory: Tensor | None = None, bos: int = BOS,
+            eos: int = EOS) -> tuple[BeamRow, GreedyRow]:
+    """Time and compare, on ``batch`` memories: batched vs per-sample beam search; greedy vs width 1.
+
+    ``memory`` [batch, N, D]: what to decode from (e.g. a trained captioner's encoded images); default: random
+    memories for the hand-set decoder of ``build_decoder``.
+    """
+    memory = make_memory(batch, seed) if memory is None else memory                      # [B, N, D]
+    BOS, EOS = bos, eos  # noqa: N806 (the token ids the calls below use)
     options = dict(max_len=max_len, length_penalty=length_penalty)
 
     def batched() -> list[Hypothesis]:

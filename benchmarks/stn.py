@@ -10,60 +10,37 @@ Prints a markdown table and writes it to benchmarks/results/stn.md.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import training_runs  # noqa: E402
+
 PAPER_ERROR = {  # Jaderberg et al. 2015, Table 1 (full MNIST, 60k training digits), test error %
     ("rts", "cnn"): 0.8, ("rts", "st_cnn"): 0.5, ("cluttered", "cnn"): 3.5, ("cluttered", "st_cnn"): 1.7,
 }
 
 
 def run_training(name: str, overrides: list[str], runs_dir: Path) -> dict[str, float]:
-    """Run train.py with overrides; return test metrics, throughput, wall time and peak memory."""
-    run_dir = runs_dir / name
-    command = [sys.executable, str(ROOT / "benchmarks" / "measure.py"), str(ROOT / "train.py"), "task=stn",
-               "trainer=cpu", "logger=csv",
-               "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}", *overrides]
-    print("$ python", shlex.join(command[2:]), flush=True)
-    start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _, stderr = process.communicate()
-    wall = time.perf_counter() - start
-    if process.returncode != 0:
-        raise SystemExit(f"{name} failed:\n{stderr[-3000:]}")
-    rows = list(csv.DictReader(open(run_dir / "csv" / "metrics.csv")))
-
-    def column(key: str) -> list[float]:
-        return [float(row[key]) for row in rows if row.get(key)]
-
-    val_error = column("val/error")
-    throughput = sorted(column("perf/train_samples_per_sec"))
-    result = {
-        "test_error": column("test/error")[-1],
-        "test_iou": (column("test/iou") or [float("nan")])[-1],
-        "test_iou_identity": column("test/iou_identity")[-1],
-        "samples_per_sec": throughput[len(throughput) // 2],  # median epoch
+    """Run train.py task=stn with overrides; return test metrics, throughput, wall time and peak memory."""
+    run = training_runs.run_training("stn", name, overrides, runs_dir)
+    val_error = run.column("val/error")
+    return {
+        "test_error": run.last("test/error"),
+        "test_iou": run.last("test/iou"),
+        "test_iou_identity": run.last("test/iou_identity"),
+        "samples_per_sec": run.median("perf/train_samples_per_sec"),  # median epoch
         "epochs": len(val_error),
         "worst_val_error_after_warmup": max(val_error[len(val_error) // 4:]) if val_error else float("nan"),
-        "wall_minutes": wall / 60,
-        "peak_rss_gib": peak_rss_gib(stderr),
+        "wall_minutes": run.wall_minutes,
+        "peak_rss_gib": run.peak_rss_gib,
     }
-    return result
-
-
-def peak_rss_gib(stderr: str) -> float:
-    """benchmarks/measure.py prints the run's peak RSS on its last stderr line."""
-    for line in reversed(stderr.splitlines()):
-        if line.startswith("PEAK_RSS_KB="):
-            return int(line.split("=")[1]) / 2**20
-    return float("nan")
 
 
 def main() -> None:

@@ -68,7 +68,7 @@ class CaptionDataModule(pl.LightningDataModule):
         if source == "karpathy" and not root:
             raise ValueError("data.source=karpathy needs data.root: the folder with the Karpathy JSON and images")
         self.save_hyperparameters()
-        self.num_images = {"train": 8000, "val": 500, "test": 1000, **(num_images or {})}
+        self.num_images = {"train": 4000, "val": 500, "test": 1000, **(num_images or {})}
         self.corpora: dict[str, CaptionCorpus] = {}
         self._vocabulary: Vocabulary | None = None
 

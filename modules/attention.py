@@ -42,6 +42,10 @@ class PrecomputedKeys:
 
     projected: Tensor
 
+    def select(self, index: Tensor) -> PrecomputedKeys:
+        """Rows index [B'] (e.g. the samples a beam search still decodes) -> precomputed keys of batch B'."""
+        return PrecomputedKeys(self.projected.index_select(0, index))
+
 
 def masked_softmax(scores: Tensor, mask: Tensor | None) -> Tensor:
     """Softmax over the last dim of scores [B, N] with masked entries exactly 0 -> weights [B, N].
@@ -111,7 +115,7 @@ class AdditiveAttention(Attention):
         return PrecomputedKeys(self.key_proj(keys))                                    # [B, N, H]
 
     def score(self, query: Tensor, precomputed: PrecomputedKeys) -> Tensor:
-        hidden = torch.tanh(precomputed.projected + self.query_proj(query).unsqueeze(1))  # [B, N, H]
+        hidden = (precomputed.projected + self.query_proj(query).unsqueeze(1)).tanh_()     # [B, N, H]
         return self.v(hidden).squeeze(-1)                                                 # [B, N]
 
 

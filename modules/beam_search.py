@@ -75,12 +75,15 @@ def beam_search(decoder: StepDecoder, memory: Tensor, memory_mask: Tensor | None
     state = decoder.init_state(memory_k, mask_k)
     precomputed = decoder.precompute(memory_k)                                            # once per sequence
 
-    tokens = torch.full((batch * k,), bos_id, dtype=torch.long, device=device)           # [B*K]
-    beam_scores = torch.full((batch, k), float("-inf"), device=device)                    # [B, K]
+    # Rows of the running tensors belong to the samples still searching, `active` [A] (A = B at first), K rows
+    # each; a sample that has its K finished hypotheses leaves them (its rows are dropped), so the step cost
+    # follows the samples still decoding instead of the longest one.
+    active = torch.arange(batch, device=device)                                           # [A] sample ids
+    tokens = torch.full((batch * k,), bos_id, dtype=torch.long, device=device)           # [A*K]
+    beam_scores = torch.full((batch, k), float("-inf"), device=device)                    # [A, K]
     beam_scores[:, 0] = 0.0                      # all beams start identical: expand only the first
-    history = torch.zeros(batch * k, 0, dtype=torch.long, device=device)                  # [B*K, t]
-    attention = torch.zeros(batch * k, 0, positions, device=device)                       # [B*K, t, N]
-    offsets = (torch.arange(batch, device=device) * k).unsqueeze(1)                       # [B, 1]
+    history = torch.zeros(batch * k, 0, dtype=torch.long, device=device)                  # [A*K, t]
+    attention = torch.zeros(batch * k, 0, positions, device=device)                       # [A*K, t, N]
 
     best_score = torch.full((batch,), float("-inf"), device=device)                       # [B]
     best_log_prob = torch.full((batch,), float("-inf"), device=device)                    # [B]
@@ -91,58 +94,70 @@ def beam_search(decoder: StepDecoder, memory: Tensor, memory_mask: Tensor | None
 
     for step in range(1, max_len + 1):
         logits, weights, state = decoder.step(tokens, state, memory_k, mask_k, precomputed)
-        log_probs = torch.log_softmax(logits.float(), dim=-1)                             # [B*K, V]
-        vocab = log_probs.size(-1)
-        candidates = (beam_scores.view(-1, 1) + log_probs).view(batch, k * vocab)        # [B, K*V]
+        log_probs = torch.log_softmax(logits.float(), dim=-1)                             # [A*K, V]
+        searching, vocab = active.numel(), log_probs.size(-1)
+        offsets = (torch.arange(searching, device=device) * k).unsqueeze(1)               # [A, 1]
+        candidates = (beam_scores.view(-1, 1) + log_probs).view(searching, k * vocab)    # [A, K*V]
         width = min(2 * k, k * vocab)
-        top_scores, top_index = candidates.topk(width, dim=1)                             # [B, 2K] best first
-        top_tokens = top_index % vocab                                                    # [B, 2K]
-        top_source = offsets + torch.div(top_index, vocab, rounding_mode="floor")         # [B, 2K] flat beam
-        ends = top_tokens == eos_id                                                       # [B, 2K]
+        top_scores, top_index = candidates.topk(width, dim=1)                             # [A, 2K] best first
+        top_tokens = top_index % vocab                                                    # [A, 2K]
+        top_source = offsets + torch.div(top_index, vocab, rounding_mode="floor")         # [A, 2K] row
+        ends = top_tokens == eos_id                                                       # [A, 2K]
         rank = torch.arange(width, device=device)                                         # [2K]
 
-        # Finished hypotheses: EOS extensions ranked within the first K, of samples still searching.
-        searching = num_finished < k                                                      # [B]
-        finishing = ends & (rank < k) & searching[:, None] & torch.isfinite(top_scores)   # [B, 2K]
-        normalized = top_scores / length_penalty_factor(step, length_penalty)            # [B, 2K]
-        new_best, new_position = normalized.masked_fill(~finishing, float("-inf")).max(dim=1)  # [B]
-        improves = new_best > best_score                                                  # [B]
-        num_finished += finishing.sum(dim=1)
+        # Finished hypotheses: EOS extensions ranked within the first K.
+        finishing = ends & (rank < k) & torch.isfinite(top_scores)                        # [A, 2K]
+        normalized = top_scores / length_penalty_factor(step, length_penalty)            # [A, 2K]
+        new_best, new_position = normalized.masked_fill(~finishing, float("-inf")).max(dim=1)  # [A]
+        improves = new_best > best_score[active]                                          # [A]
+        num_finished[active] += finishing.sum(dim=1)
         if improves.any():
-            source = top_source.gather(1, new_position.unsqueeze(1)).squeeze(1)           # [B]
+            samples = active[improves]                                                    # [I] sample ids
+            position = new_position[improves].unsqueeze(1)                                # [I, 1]
+            source = top_source[improves].gather(1, position).squeeze(1)                  # [I] rows
             words = step - 1
-            best_score = torch.where(improves, new_best, best_score)
-            best_log_prob = torch.where(improves, top_scores.gather(1, new_position.unsqueeze(1)).squeeze(1),
-                                        best_log_prob)
-            best_length = torch.where(improves, torch.full_like(best_length, words), best_length)
-            best_tokens[:, :words] = torch.where(improves[:, None], history[source], best_tokens[:, :words])
-            best_attention[:, :words] = torch.where(improves[:, None, None], attention[source],
-                                                    best_attention[:, :words])
-        if not (num_finished < k).any():
+            best_score[samples] = new_best[improves]
+            best_log_prob[samples] = top_scores[improves].gather(1, position).squeeze(1)
+            best_length[samples] = words
+            best_tokens[samples, :words] = history[source]
+            best_attention[samples, :words] = attention[source]
+        done = num_finished[active] >= k                                                  # [A]
+        if done.all():
             break
 
         # Next beams: the K best extensions that do not end in EOS (there are at least K among 2K,
         # since each beam has one EOS extension), kept in score order.
-        order = (ends.long() * width + rank).topk(k, dim=1, largest=False).indices       # [B, K]
-        beam_scores = top_scores.gather(1, order)                                         # [B, K]
-        source = top_source.gather(1, order).view(-1)                                     # [B*K]
-        tokens = top_tokens.gather(1, order).view(-1)                                     # [B*K]
-        history = torch.cat([history[source], tokens.unsqueeze(1)], dim=1)               # [B*K, t]
-        attention = torch.cat([attention[source], weights.float()[source].unsqueeze(1)], dim=1)  # [B*K, t, N]
+        order = (ends.long() * width + rank).topk(k, dim=1, largest=False).indices       # [A, K]
+        beam_scores = top_scores.gather(1, order)                                         # [A, K]
+        source = top_source.gather(1, order).view(-1)                                     # [A*K]
+        tokens = top_tokens.gather(1, order).view(-1)                                     # [A*K]
+        if done.any():  # drop the rows of the samples that are done
+            keep = ~done                                                                  # [A]
+            source = source.view(searching, k)[keep].view(-1)                            # [A'*K]
+            tokens = tokens.view(searching, k)[keep].view(-1)                            # [A'*K]
+            beam_scores = beam_scores[keep]                                               # [A', K]
+            rows = keep.repeat_interleave(k).nonzero().squeeze(1)                         # [A'*K]
+            memory_k = memory_k.index_select(0, rows)
+            mask_k = None if mask_k is None else mask_k.index_select(0, rows)
+            precomputed = precomputed.select(rows)
+            active = active[keep]
+        history = torch.cat([history[source], tokens.unsqueeze(1)], dim=1)               # [A*K, t]
+        attention = torch.cat([attention[source], weights.float()[source].unsqueeze(1)], dim=1)  # [A*K, t, N]
         state = state.select(source)
 
-    # Samples with no finished hypothesis: the best unfinished beam (beams are kept in score order).
+    # Samples with no finished hypothesis (all still active): their best unfinished beam, beam 0 (score order).
     unfinished = best_score == float("-inf")                                             # [B]
     if unfinished.any():
         words = history.size(1)
-        first = offsets.squeeze(1)                                                        # [B] beam 0
-        best_log_prob = torch.where(unfinished, beam_scores[:, 0], best_log_prob)
-        best_score = torch.where(unfinished, beam_scores[:, 0] / length_penalty_factor(words, length_penalty),
-                                 best_score)
-        best_length = torch.where(unfinished, torch.full_like(best_length, words), best_length)
-        best_tokens[:, :words] = torch.where(unfinished[:, None], history[first], best_tokens[:, :words])
-        best_attention[:, :words] = torch.where(unfinished[:, None, None], attention[first],
-                                                best_attention[:, :words])
+        row_of = torch.full((batch,), -1, dtype=torch.long, device=device)                # [B]
+        row_of[active] = torch.arange(active.numel(), device=device)
+        samples = unfinished.nonzero().squeeze(1)                                         # [U]
+        rows = row_of[samples]                                                            # [U] in [0, A)
+        best_log_prob[samples] = beam_scores[rows, 0]
+        best_score[samples] = beam_scores[rows, 0] / length_penalty_factor(words, length_penalty)
+        best_length[samples] = words
+        best_tokens[samples, :words] = history[rows * k]
+        best_attention[samples, :words] = attention[rows * k]
     return _to_hypotheses(best_tokens, best_length, best_score, best_log_prob, best_attention, ~unfinished)
 
 

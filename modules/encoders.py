@@ -55,14 +55,15 @@ def is_frozen(encoder: nn.Module) -> bool:
 
 
 class ConvGridEncoder(nn.Module):
-    """Small CNN for generated scenes: per stage, ``blocks_per_stage`` x (conv3x3-BN-ReLU), then 2x2 max-pool.
+    """Small CNN for generated scenes: per stage, ``blocks_per_stage`` x (conv3x3-BN-ReLU), then 2x2 max-pool
+    (or, with ``strided``, the stage's first conv has stride 2 and there is no pool: about 4x less compute).
 
     Three stages turn a 64x64 image into an 8x8 grid of ``channels[-1]`` features (N = 64). Inputs are float
     images in [0, 1]; with ``normalize_input`` they are mapped to [-1, 1] (fixed mean = std = 0.5) inside.
     """
 
     def __init__(self, in_channels: int = 3, channels: tuple[int, ...] = (32, 64, 128), blocks_per_stage: int = 1,
-                 batch_norm: bool = True, normalize_input: bool = True) -> None:
+                 batch_norm: bool = True, normalize_input: bool = True, strided: bool = False) -> None:
         """
         Args:
             in_channels: image channels.
@@ -70,6 +71,7 @@ class ConvGridEncoder(nn.Module):
             blocks_per_stage: conv3x3-BN-ReLU blocks per stage before its downsampling.
             batch_norm: BatchNorm after every conv (then the conv has no bias).
             normalize_input: map [0, 1] inputs to [-1, 1] with a fixed mean and std of 0.5.
+            strided: downsample by a stride-2 first conv per stage instead of a 2x2 max-pool after it.
         """
         super().__init__()
         if not channels:
@@ -79,17 +81,20 @@ class ConvGridEncoder(nn.Module):
         layers: list[nn.Module] = []
         previous = in_channels
         for width in channels:
-            for _ in range(blocks_per_stage):
+            for block in range(blocks_per_stage):
+                stride = 2 if strided and block == 0 else 1
                 layers += [
-                    nn.Conv2d(previous, width, 3, padding=1, bias=not batch_norm),
+                    nn.Conv2d(previous, width, 3, stride=stride, padding=1, bias=not batch_norm),
                     nn.BatchNorm2d(width) if batch_norm else nn.Identity(),
                     nn.ReLU(inplace=True),
                 ]
                 previous = width
-            layers.append(nn.MaxPool2d(2))
+            if not strided:
+                layers.append(nn.MaxPool2d(2))
         self.features = nn.Sequential(*layers)
         self.in_channels = in_channels
         self.num_stages = len(channels)
+        self.strided = strided
         self.normalize_input = normalize_input
         self.out_dim = channels[-1]
 
@@ -97,7 +102,8 @@ class ConvGridEncoder(nn.Module):
         """(h, w) of the feature grid for images of ``image_size`` (int or (H, W)); e.g. 64 -> (8, 8)."""
         height, width = _pair(image_size)
         for _ in range(self.num_stages):
-            height, width = height // 2, width // 2
+            # max-pool floors; a stride-2 conv with padding 1 rounds up
+            height, width = ((height + 1) // 2, (width + 1) // 2) if self.strided else (height // 2, width // 2)
         return height, width
 
     def forward(self, images: Tensor) -> Tensor:

@@ -51,7 +51,9 @@ class ImageCaptioner(pl.LightningModule):
     """Show, Attend and Tell: see the module docstring for the losses and what is logged."""
 
     def __init__(self, vocabulary: Vocabulary | None = None, vocab_size: int | None = None, image_size: int = 64,
-                 attention: str = "soft", score: str = "additive", encoder: dict[str, Any] | None = None,
+                 attention: str = "soft", score: str = "additive", encoder: str = "conv",
+                 channels: tuple[int, ...] = (32, 64, 128), strided: bool = True, resnet_arch: str = "resnet101",
+                 pretrained: bool = False, trainable: str = "none", grid_size: int = 14,
                  embed_dim: int = 64, hidden_dim: int = 256, attention_dim: int = 128, dropout: float = 0.3,
                  gate: bool = True, deep_output: bool = True, alpha_c: float = 1.0,
                  reinforce_weight: float = 1.0, entropy_weight: float = 0.01, baseline_decay: float = 0.9,
@@ -67,8 +69,9 @@ class ImageCaptioner(pl.LightningModule):
             image_size: input size (for figures; the encoder's grid is measured from it).
             attention: "soft" (deterministic expectation) or "hard" (stochastic, REINFORCE).
             score: how attention scores locations: additive (Xu/Bahdanau), general or dot (Luong).
-            encoder: ``modules.encoders.build_image_encoder`` arguments: {kind: conv, channels: [...]} or
-                {kind: resnet, arch: resnet101, pretrained: false, trainable: none, grid_size: 14}.
+            encoder: "conv" (a small CNN: ``channels`` per stage, ``strided`` downsampling) or "resnet" (a
+                torchvision trunk: ``resnet_arch``, ``pretrained`` ImageNet weights (a download), ``trainable``
+                none|last|all, ``grid_size`` x grid_size positions); see ``modules.encoders``.
             embed_dim, hidden_dim, attention_dim, dropout, gate, deep_output: the decoder
                 (``modules.decoders.AttentionLSTMDecoder``).
             alpha_c: weight of the doubly stochastic penalty (0: off).
@@ -88,10 +91,12 @@ class ImageCaptioner(pl.LightningModule):
             raise ValueError("ImageCaptioner needs a vocabulary (or vocab_size when restoring a checkpoint)")
         self.save_hyperparameters(ignore=["vocabulary"])
         self.vocabulary = vocabulary
-        encoder_args = dict(encoder or {"kind": "conv"})
-        kind = encoder_args.pop("kind", "conv")
-        self.encoder = build_image_encoder(kind, **encoder_args)
-        self.normalize = kind == "resnet"  # torchvision trunks expect ImageNet-normalised input
+        if encoder == "conv":
+            self.encoder = build_image_encoder("conv", channels=tuple(channels), strided=strided)
+        else:
+            self.encoder = build_image_encoder(encoder, arch=resnet_arch, pretrained=pretrained, trainable=trainable,
+                                               grid_size=grid_size)
+        self.normalize = encoder == "resnet"  # torchvision trunks expect ImageNet-normalised input
         self.register_buffer("image_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("image_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.grid = self._measure_grid(image_size)                                       # (h, w)
@@ -189,8 +194,10 @@ class ImageCaptioner(pl.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         out = self(batch["image"], batch["tokens"])
         losses = self._losses(out, batch["tokens"], self.hparams.label_smoothing)
-        self.log("train/loss", losses["loss"], prog_bar=True)
-        self.log_dict({f"train/{k}": v for k, v in losses.items() if k != "loss"})
+        batch_size = len(batch["tokens"])
+        self.log("train/loss", losses["loss"], prog_bar=True, on_step=True, on_epoch=True, batch_size=batch_size)
+        self.log_dict({f"train/{k}": v for k, v in losses.items() if k != "loss"}, on_step=True, on_epoch=True,
+                      batch_size=batch_size)
         return losses["loss"]
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:

@@ -63,8 +63,11 @@ def memory_batch() -> tuple[torch.Tensor, torch.Tensor]:
 def assert_same(a, b, exact: bool = False):
     assert a.tokens == b.tokens and a.finished == b.finished
     if exact:
-        assert a.score == b.score and a.log_prob == b.log_prob
-        assert torch.equal(a.attention, b.attention)
+        # same words, same scores to float resolution: beam search drops the rows of finished samples, so its
+        # matmuls run on other batch shapes than greedy's, which may change the last bit of a sum
+        assert a.score == pytest.approx(b.score, rel=0, abs=1e-6)
+        assert a.log_prob == pytest.approx(b.log_prob, rel=0, abs=1e-6)
+        torch.testing.assert_close(a.attention, b.attention, rtol=0, atol=1e-6)
     else:
         assert a.score == pytest.approx(b.score, rel=1e-5, abs=1e-5)
         torch.testing.assert_close(a.attention, b.attention)

@@ -1,0 +1,73 @@
+"""Run train.py as a user would (one process per configuration) and read back what its CSV logger wrote."""
+
+from __future__ import annotations
+
+import csv
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class TrainingRun:
+    """One finished train.py run: its metrics.csv rows, wall time and peak memory."""
+
+    run_dir: Path
+    rows: list[dict[str, str]]
+    wall_minutes: float
+    peak_rss_gib: float
+
+    def column(self, key: str) -> list[float]:
+        """Every logged value of a metric, in order."""
+        return [float(row[key]) for row in self.rows if row.get(key)]
+
+    def last(self, key: str, default: float = float("nan")) -> float:
+        values = self.column(key)
+        return values[-1] if values else default
+
+    def median(self, key: str) -> float:
+        values = sorted(self.column(key))
+        return values[len(values) // 2] if values else float("nan")
+
+    def best_checkpoint(self) -> Path:
+        return next((self.run_dir / "checkpoints").glob("epoch*.ckpt"))
+
+
+def run_training(task: str, name: str, overrides: list[str], runs_dir: Path) -> TrainingRun:
+    """`python train.py task=<task> trainer=cpu logger=csv ... <overrides>` in its own process (peak RSS its own)."""
+    run_dir = runs_dir / name
+    command = [sys.executable, str(ROOT / "benchmarks" / "measure.py"), str(ROOT / "train.py"), f"task={task}",
+               "trainer=cpu", "logger=csv", "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}",
+               *overrides]
+    print("$ python", shlex.join(command[2:]), flush=True)
+    start = time.perf_counter()
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, stderr = process.communicate()
+    wall = time.perf_counter() - start
+    if process.returncode != 0:
+        raise SystemExit(f"{name} failed:\n{stderr[-3000:]}")
+    rows = list(csv.DictReader(open(run_dir / "csv" / "metrics.csv")))
+    return TrainingRun(run_dir, rows, wall / 60, peak_rss_gib(stderr))
+
+
+def peak_rss_gib(stderr: str) -> float:
+    """benchmarks/measure.py prints the run's peak RSS on its last stderr line."""
+    for line in reversed(stderr.splitlines()):
+        if line.startswith("PEAK_RSS_KB="):
+            return int(line.split("=")[1]) / 2**20
+    return float("nan")
+
+
+def machine() -> str:
+    """'2026-11-26, x86_64, 2 CPU cores, torch 2.14.1 (2 threads)'."""
+    return (f"{time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
+            f"torch {torch.__version__.split('+')[0]} ({torch.get_num_threads()} threads)")

@@ -1,0 +1,109 @@
+"""ImageCaptioner as a module: gradients, REINFORCE, overfitting one batch, attention correctness on known outputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import tasks.captioning as captioning
+from datamodules.captions import CaptionDataModule
+from modules.beam_search import Hypothesis
+from tasks.captioning import ImageCaptioner
+
+
+@pytest.fixture(scope="module")
+def data() -> CaptionDataModule:
+    datamodule = CaptionDataModule(num_images={"train": 40, "val": 6, "test": 4}, batch_size=8, num_workers=0,
+                                   seed=3)
+    datamodule.setup("fit")
+    return datamodule
+
+
+def first_batch(loader) -> dict:
+    return next(iter(loader))
+
+
+def small_model(data: CaptionDataModule, **kwargs) -> ImageCaptioner:
+    torch.manual_seed(0)
+    args = {"channels": [16, 32, 32], "embed_dim": 32,
+            "hidden_dim": 64, "attention_dim": 32, "dropout": 0.0, **kwargs}
+    return ImageCaptioner(vocabulary=data.vocabulary, image_size=data.image_size, **args)
+
+
+@pytest.mark.parametrize("attention", ["soft", "hard"])
+def test_every_parameter_gets_a_gradient(data, attention):
+    model = small_model(data, attention=attention, mix_soft_prob=0.5)
+    batch = first_batch(data.train_dataloader())
+    out = model(batch["image"], batch["tokens"])
+    losses = model._losses(out, batch["tokens"], smoothing=0.0)
+    losses["loss"].backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing
+    assert torch.isfinite(losses["loss"])
+
+
+def test_reinforce_alone_trains_the_hard_attention(data):
+    model = small_model(data, attention="hard", mix_soft_prob=0.0)
+    batch = first_batch(data.train_dataloader())
+    losses = model._losses(model(batch["image"], batch["tokens"]), batch["tokens"], smoothing=0.0)
+    # the first batch sets the baseline to its mean reward: advantages are centred, not zero
+    assert losses["reinforce"].requires_grad
+    losses["reinforce"].backward()
+    attention = model.decoder.attention.inner
+    grads = [p.grad for p in attention.parameters()]
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
+    assert model.decoder.lstm.weight_hh.grad is not None  # the sampled path reaches the recurrent state too
+
+
+def test_baseline_moves_towards_the_reward(data):
+    model = small_model(data, attention="hard", baseline_decay=0.5)
+    batch = first_batch(data.train_dataloader())
+    first = model._losses(model(batch["image"], batch["tokens"]), batch["tokens"], 0.0)
+    assert float(model.reward_baseline) == pytest.approx(float(first["reward"]))
+    model.reward_baseline.fill_(0.0)
+    second = model._losses(model(batch["image"], batch["tokens"]), batch["tokens"], 0.0)
+    assert float(model.reward_baseline) == pytest.approx(0.5 * float(second["reward"]), rel=1e-5)
+
+
+@pytest.mark.parametrize("attention", ["soft", "hard"])
+def test_overfits_one_batch_and_then_decodes_its_captions(data, attention):
+    model = small_model(data, attention=attention, alpha_c=0.0, mix_soft_prob=0.0)  # hard: always sample
+    batch = first_batch(data.val_dataloader())  # 6 distinct images, one caption each (their first reference)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(150 if attention == "soft" else 250):  # sampled locations make hard attention noisier
+        losses = model._losses(model(batch["image"], batch["tokens"]), batch["tokens"], 0.0)
+        optimizer.zero_grad()
+        losses["loss"].backward()
+        optimizer.step()
+    assert losses["nll"] < 0.1
+    model.eval()
+    decoded = [data.vocabulary.decode(h.tokens) for h in model.generate(batch["image"], beam_size=2)]
+    wanted = data.vocabulary.decode_batch(batch["tokens"])
+    # hard attention trained on samples decodes with the expectation: allow one of the six to differ
+    assert sum(a == b for a, b in zip(decoded, wanted, strict=True)) >= (6 if attention == "soft" else 5)
+
+
+def test_attention_correctness_is_measured_on_the_words_that_name_objects(data, monkeypatch):
+    model = small_model(data)
+    model.eval()
+    batch = first_batch(data.val_dataloader())
+    vocab = data.vocabulary
+    grid = model.grid
+    positions = grid[0] * grid[1]
+    # every caption: "<colour> <shape> of" the first object, all attention inside the first object's box
+    hypotheses, expected_mass = [], []
+    for b in range(len(batch["image"])):
+        ids = batch["object_words"][b, 0].tolist() + [vocab.encode("of")[0]]
+        box = batch["boxes"][b, 0]
+        cover = captioning.grounded_attention_mass.__globals__["box_cell_cover"](box[None], grid)[0]   # [N]
+        inside = cover / cover.sum()
+        hypotheses.append(Hypothesis(ids, 0.0, torch.stack([inside, inside, torch.full((positions,), 1 / positions)]),
+                                     0.0, True))
+        expected_mass.append((inside * cover.clamp(max=1)).sum())
+    monkeypatch.setattr(captioning, "beam_search", lambda *args, **kwargs: hypotheses)
+    model._evaluate(batch, "val", keep_figure=False)
+    mass = model.correctness["val_"].compute()
+    uniform = model.correctness_uniform["val_"].compute()
+    torch.testing.assert_close(mass, torch.stack(expected_mass).mean(), atol=1e-5, rtol=1e-5)
+    assert mass > 0.5 > uniform > 0
+    assert model.entropy["val_"].update_count == 1
