@@ -238,12 +238,13 @@ def format_table(beam_rows: list[BeamRow], greedy_rows: list[GreedyRow]) -> str:
 
 
 def run(sizes: list[int], beam: int = 5, max_len: int = 20, repeats: int = 3, length_penalty: float = 1.0,
-        seed: int = 0, verbose: bool = False) -> Report:
+        seed: int = 0, verbose: bool = False, device: str = "cpu") -> Report:
     """Measure every batch size in ``sizes`` on one decoder -> Report (rows and markdown tables)."""
-    decoder = build_decoder(seed)
+    decoder = build_decoder(seed).to(device)
     beam_rows, greedy_rows = [], []
     for batch in sizes:
-        beam_row, greedy_row = measure(decoder, batch, beam, max_len, repeats, length_penalty, seed)
+        memory = make_memory(batch, seed).to(device)
+        beam_row, greedy_row = measure(decoder, batch, beam, max_len, repeats, length_penalty, seed, memory=memory)
         beam_rows.append(beam_row)
         greedy_rows.append(greedy_row)
         if verbose:
@@ -264,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per path (median), after one warm-up")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (each result is copied to the CPU, so the "
+                        "timings include the synchronisation)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "beam_search.md")
     args = parser.parse_args(argv)
     if args.threads is not None:
@@ -274,12 +277,14 @@ def main(argv: list[str] | None = None) -> int:
         if value < 1:
             parser.error(f"{name} must be at least 1, got {value}")
 
-    report = run(sizes, args.beam, args.max_len, args.repeats, args.length_penalty, args.seed, verbose=True)
+    report = run(sizes, args.beam, args.max_len, args.repeats, args.length_penalty, args.seed, verbose=True,
+                 device=args.device)
     argv_text = shlex.join(sys.argv[1:] if argv is None else argv)
     header = [
         f"Beam search benchmark, {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} torch threads"
-        f"{'' if args.threads is not None else ' (default)'}, CPU; OMP_NUM_THREADS="
+        f"{'' if args.threads is not None else ' (default)'}, "
+        f"{torch.cuda.get_device_name() if args.device.startswith('cuda') else 'CPU'}; OMP_NUM_THREADS="
         f"{os.environ.get('OMP_NUM_THREADS', 'unset')}.",
         f"Model: AttentionLSTMDecoder (vocab {VOCAB}, embed {EMBED}, hidden {HIDDEN}, memory {MEMORY_DIM}, "
         f"additive attention) over {POSITIONS} positions, random weights (seed {args.seed}) with a step-counter "

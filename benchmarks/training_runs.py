@@ -42,11 +42,12 @@ class TrainingRun:
         return next((self.run_dir / "checkpoints").glob("epoch*.ckpt"))
 
 
-def run_training(task: str, name: str, overrides: list[str], runs_dir: Path) -> TrainingRun:
-    """`python train.py task=<task> trainer=cpu logger=csv ... <overrides>` in its own process (peak RSS its own)."""
+def run_training(task: str, name: str, overrides: list[str], runs_dir: Path, trainer: str = "cpu") -> TrainingRun:
+    """`python train.py task=<task> trainer=<trainer> logger=csv ... <overrides>` in its own process (so the peak
+    RSS is its own)."""
     run_dir = runs_dir / name
     command = [sys.executable, str(ROOT / "benchmarks" / "measure.py"), str(ROOT / "train.py"), f"task={task}",
-               "trainer=cpu", "logger=csv", "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}",
+               f"trainer={trainer}", "logger=csv", "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}",
                *overrides]
     print("$ python", shlex.join(command[2:]), flush=True)
     start = time.perf_counter()

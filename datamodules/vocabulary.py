@@ -1,12 +1,27 @@
-"""A word vocabulary built on Hugging Face ``tokenizers``, small enough to travel inside a checkpoint.
+"""Word-level and subword (BPE) vocabularies on Hugging Face ``tokenizers``, small enough to travel in a checkpoint.
 
 :class:`Vocabulary` wraps a :class:`tokenizers.Tokenizer` and fixes the ids of four special tokens:
-``<pad>`` = 0, ``<bos>`` = 1, ``<eos>`` = 2, ``<unk>`` = 3. :meth:`Vocabulary.build` makes a word-level
-tokenizer (NFKC, optional lowercasing, a ``Whitespace`` pre-tokenizer that splits words from punctuation);
-any other tokenizer (e.g. BPE, later) can be wrapped directly as long as its special ids are the fixed ones.
+``<pad>`` = 0, ``<bos>`` = 1, ``<eos>`` = 2, ``<unk>`` = 3. Three ways to build one (pass the training split only):
 
-Persistence is the tokenizer's own JSON: ``vocab.to_json()`` is a plain string a LightningModule can put in
-its checkpoint dict (``on_save_checkpoint``) and ``Vocabulary.from_json(s)`` restores it exactly.
+- :meth:`Vocabulary.build` -- word level, NFKC (+ optional lowercasing). With ``split_punctuation=True`` (the
+  default, used by captioning) a ``Whitespace`` pre-tokenizer splits words from punctuation, so decoding joins
+  ``l ' homme ,``; with ``split_punctuation=False`` (translation) a ``WhitespaceSplit`` pre-tokenizer keeps
+  punctuation attached (``l'homme,`` is one word), so decoding -- tokens joined by single spaces -- gives back the
+  normalised text exactly, whitespace runs collapsed to one space.
+- :meth:`Vocabulary.build_bpe` -- byte-pair encoding (``models.BPE``), NFKC (+ optional lowercasing), whitespace
+  runs collapsed and the ends stripped, then a ``Metaspace`` pre-tokenizer/decoder pair (SentencePiece style: a
+  piece that starts a word carries ``▁``, e.g. ``▁vingt``), so decoding gives back the normalised text exactly:
+  detokenised output, ready for sacreBLEU's own tokenisation. Characters never seen in training (or cut by a small
+  ``vocab_size``) encode to ``<unk>``; a run of them inside a word fuses into one ``<unk>``.
+- :func:`build_vocabulary` -- ``"word"`` or ``"bpe"`` by name (a config choice), the word variant without
+  punctuation splitting.
+
+Any other tokenizer can be wrapped directly as long as its special ids are the fixed ones. Decoding uses the
+tokenizer's decoder when it has one and joins tokens with spaces otherwise.
+
+Persistence is the tokenizer's own JSON: ``vocab.to_json()`` is a plain string a LightningModule can put in its
+checkpoint dict (``on_save_checkpoint``) and ``Vocabulary.from_json(s)`` restores it exactly, normaliser,
+pre-tokenizer and decoder included, so a checkpoint turns raw text into ids and ids into text on its own.
 
 The special strings are registered as special (added) tokens, as ``tokenizers`` does for its own models, so a
 literal ``<unk>`` in a text (common in preprocessed NMT corpora) encodes to ``unk_id``.
@@ -14,30 +29,86 @@ literal ``<unk>`` in a text (common in preprocessed NMT corpora) encodes to ``un
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
-from tokenizers import Tokenizer, normalizers, pre_tokenizers
-from tokenizers.models import WordLevel
+from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, trainers
+from tokenizers.models import BPE, WordLevel
 
-__all__ = ["Vocabulary"]
+__all__ = ["VOCABULARY_KINDS", "Vocabulary", "build_vocabulary"]
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIAL_TOKENS: tuple[str, ...] = (PAD, BOS, EOS, UNK)  # index in this tuple == fixed id
 _FIXED_IDS = {token: i for i, token in enumerate(SPECIAL_TOKENS)}
 _SPECIAL_SPLIT = re.compile("|".join(re.escape(t) for t in SPECIAL_TOKENS))
+VOCABULARY_KINDS: tuple[str, ...] = ("word", "bpe")  # the names build_vocabulary accepts
+_METASPACE = "\u2581"  # "▁", SentencePiece's word-start mark
 
 
-def _word_level_tokenizer(vocab: dict[str, int], lowercase: bool) -> Tokenizer:
-    """A word-level tokenizer over ``vocab`` with the suite's normaliser, pre-tokenizer and special tokens."""
-    tokenizer = Tokenizer(WordLevel(vocab, unk_token=UNK))
+def _normalizer(lowercase: bool, collapse_whitespace: bool = False) -> normalizers.Normalizer:
+    """NFKC, then optional lowercasing, then (optionally) whitespace runs -> one space and the ends stripped."""
     steps = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
-    tokenizer.normalizer = normalizers.Sequence(steps)
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()  # \w+|[^\w\s]+ : words and punctuation apart
+    if collapse_whitespace:
+        steps += [normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip()]
+    return normalizers.Sequence(steps)
+
+
+def _word_level_tokenizer(vocab: dict[str, int], lowercase: bool, split_punctuation: bool = True) -> Tokenizer:
+    """A word-level tokenizer over ``vocab`` with the suite's normaliser, pre-tokenizer and special tokens.
+
+    ``split_punctuation=True``: ``Whitespace`` (``\\w+|[^\\w\\s]+``, words and punctuation apart);
+    ``False``: ``WhitespaceSplit`` (split on whitespace only, so ``l'homme,`` stays one word). No decoder:
+    decoding joins tokens with single spaces.
+    """
+    tokenizer = Tokenizer(WordLevel(vocab, unk_token=UNK))
+    tokenizer.normalizer = _normalizer(lowercase)
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace() if split_punctuation else pre_tokenizers.WhitespaceSplit()
     tokenizer.add_special_tokens(list(SPECIAL_TOKENS))
     return tokenizer
+
+
+def _bpe_tokenizer(lowercase: bool) -> Tokenizer:
+    """An untrained BPE tokenizer: normaliser, ``Metaspace`` pre-tokenizer and the matching decoder."""
+    tokenizer = Tokenizer(BPE(unk_token=UNK, fuse_unk=True))
+    tokenizer.normalizer = _normalizer(lowercase, collapse_whitespace=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement=_METASPACE, prepend_scheme="always", split=True)
+    tokenizer.decoder = decoders.Metaspace(replacement=_METASPACE, prepend_scheme="always", split=True)
+    return tokenizer
+
+
+def _checked_texts(texts: Iterable[str]) -> list[str]:
+    """``texts`` as a list, every item checked to be a ``str`` (the error names the index)."""
+    if isinstance(texts, str):
+        raise TypeError("texts must be an iterable of strings, got a single str")
+    corpus = list(texts)
+    for i, text in enumerate(corpus):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{i}] is {type(text).__name__}, expected str")
+    return corpus
+
+
+@contextmanager
+def _serial_tokenizers() -> Iterator[None]:
+    """Run ``tokenizers`` without its Rust thread pool inside the block (``TOKENIZERS_PARALLELISM=false``).
+
+    Training single-threaded keeps the pool unused, so DataLoader workers forked afterwards inherit no Rust threads
+    (the same fork-safety rule as :meth:`Vocabulary.encode_batch`) and the vocabulary does not depend on scheduling;
+    the previous value of the variable is restored on exit. (Multi30k-sized corpora train in about 2 s.)
+    """
+    key = "TOKENIZERS_PARALLELISM"
+    before = os.environ.get(key)
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
 
 
 def _as_id_list(ids: Sequence[int] | torch.Tensor) -> list[int]:
@@ -78,9 +149,9 @@ class Vocabulary:
     # ---------------------------------------------------------------------------------------------- building
 
     @staticmethod
-    def split_words(text: str, lowercase: bool = True) -> list[str]:
+    def split_words(text: str, lowercase: bool = True, split_punctuation: bool = True) -> list[str]:
         """The words ``build`` counts in ``text``: exactly the pieces the built tokenizer encodes one id each."""
-        probe = _word_level_tokenizer(dict(_FIXED_IDS), lowercase)
+        probe = _word_level_tokenizer(dict(_FIXED_IDS), lowercase, split_punctuation)
         return Vocabulary._split(probe, text)
 
     @staticmethod
@@ -99,6 +170,7 @@ class Vocabulary:
         min_count: int = 1,
         max_size: int | None = None,
         lowercase: bool = True,
+        split_punctuation: bool = True,
     ) -> Vocabulary:
         """Count the words of ``texts`` (pass the training split only) and keep the frequent ones.
 
@@ -107,6 +179,10 @@ class Vocabulary:
             min_count: keep words seen at least this many times (>= 1).
             max_size: cap on ``len(vocab)``, the 4 special tokens included (>= 4); the most frequent words win.
             lowercase: lowercase text before counting and encoding.
+            split_punctuation: ``True`` (captioning): punctuation marks are words of their own, so
+                ``"l'homme,"`` encodes as ``l ' homme ,`` and decodes as ``"l ' homme ,"``. ``False``
+                (translation): split on whitespace only, so ``"l'homme,"`` is one word and decoding gives back
+                the normalised text exactly (whitespace runs as one space), at the price of a larger vocabulary.
 
         Returns:
             A vocabulary whose word ids (from 4 on) follow count descending, then the word itself, so the same
@@ -116,7 +192,7 @@ class Vocabulary:
             raise ValueError(f"min_count must be >= 1, got {min_count}")
         if max_size is not None and max_size < len(SPECIAL_TOKENS):
             raise ValueError(f"max_size must be >= {len(SPECIAL_TOKENS)} (the special tokens), got {max_size}")
-        probe = _word_level_tokenizer(dict(_FIXED_IDS), lowercase)
+        probe = _word_level_tokenizer(dict(_FIXED_IDS), lowercase, split_punctuation)
         counts: Counter[str] = Counter()
         for i, text in enumerate(texts):
             if not isinstance(text, str):
@@ -127,7 +203,64 @@ class Vocabulary:
             kept = kept[: max_size - len(SPECIAL_TOKENS)]
         vocab = dict(_FIXED_IDS)
         vocab.update((w, len(SPECIAL_TOKENS) + i) for i, w in enumerate(kept))
-        return cls(_word_level_tokenizer(vocab, lowercase))
+        return cls(_word_level_tokenizer(vocab, lowercase, split_punctuation))
+
+    @classmethod
+    def build_bpe(
+        cls,
+        texts: Iterable[str],
+        vocab_size: int = 8000,
+        min_frequency: int = 2,
+        lowercase: bool = False,
+    ) -> Vocabulary:
+        """Train a byte-pair-encoding subword vocabulary on ``texts`` (pass the training split only).
+
+        The text is normalised (NFKC, optional lowercasing, whitespace runs -> one space, ends stripped) and cut at
+        spaces by ``Metaspace``, which marks each word start with ``▁``; BPE then learns merges within words. The
+        ``Metaspace`` decoder undoes it, so ``decode(encode(s))`` is the normalised ``s`` whenever every character
+        of ``s`` is in the vocabulary (punctuation, apostrophes, hyphens and accents included).
+
+        Args:
+            texts: the corpus, one string per sentence.
+            vocab_size: cap on ``len(vocab)``, special tokens and single characters included (> 4). Training stops
+                earlier when no pair is frequent enough. When the corpus has more distinct characters than fit, the
+                most frequent characters are kept (ties: lowest code point first) and the others encode to ``<unk>``.
+            min_frequency: a pair of pieces must occur at least this many times to be merged (>= 1).
+            lowercase: lowercase text before training and encoding.
+
+        Returns:
+            A vocabulary with ``<pad>``, ``<bos>``, ``<eos>``, ``<unk>`` = 0..3, then the characters in code-point
+            order, then the merged pieces in merge order (count descending, ties by the ids of the pair). The same
+            corpus gives the same vocabulary, whatever the order of its texts.
+        """
+        if vocab_size <= len(SPECIAL_TOKENS):
+            raise ValueError(f"vocab_size must be > {len(SPECIAL_TOKENS)} (the special tokens), got {vocab_size}")
+        if min_frequency < 1:
+            raise ValueError(f"min_frequency must be >= 1, got {min_frequency}")
+        corpus = _checked_texts(texts)
+        tokenizer = _bpe_tokenizer(lowercase)
+        # The trainer's alphabet is every character of the pre-tokenized words, weighted by word count. Count it here
+        # so that a too-large alphabet is cut deterministically: the trainer breaks count ties in hash order, so we
+        # name the kept characters (initial_alphabet, which the trainer always keeps first) and drop all the others.
+        chars: Counter[str] = Counter()
+        for text in corpus:
+            for word, _ in tokenizer.pre_tokenizer.pre_tokenize_str(tokenizer.normalizer.normalize_str(text)):
+                chars.update(word)
+        budget = vocab_size - len(SPECIAL_TOKENS)
+        alphabet: dict[str, object] = {}
+        if len(chars) > budget:
+            kept = sorted(chars, key=lambda c: (-chars[c], c))[:budget]
+            alphabet = {"initial_alphabet": kept, "limit_alphabet": budget}
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            show_progress=False,
+            special_tokens=list(SPECIAL_TOKENS),  # added first, in this order: ids 0..3
+            **alphabet,
+        )
+        with _serial_tokenizers():
+            tokenizer.train_from_iterator(corpus, trainer=trainer, length=len(corpus))
+        return cls(tokenizer)
 
     # ---------------------------------------------------------------------------------------------- persistence
 
@@ -152,6 +285,16 @@ class Vocabulary:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(size={len(self)}, model={type(self.tokenizer.model).__name__})"
 
+    @property
+    def kind(self) -> str:
+        """``"bpe"`` for a BPE model, ``"word"`` for a word-level one, else the model class name lowercased."""
+        model = self.tokenizer.model
+        if isinstance(model, BPE):
+            return "bpe"
+        if isinstance(model, WordLevel):
+            return "word"
+        return type(model).__name__.lower()
+
     def _check_id(self, i: int) -> None:
         if not 0 <= i < len(self):
             raise ValueError(f"token id {i} is out of range for a vocabulary of size {len(self)}")
@@ -163,13 +306,17 @@ class Vocabulary:
         return self.tokenizer.id_to_token(i)
 
     def words(self, ids: Sequence[int] | torch.Tensor) -> list[str]:
-        """Every id as its token string, one for one (no filtering: labels for attention figures line up)."""
+        """Every id as its token string, one for one (no filtering: labels for attention figures line up).
+
+        Word-level vocabularies give words; BPE gives pieces as stored, a word start marked with ``▁``
+        (``"▁vingt"``, ``"-et"``), so the labels show where each word begins.
+        """
         return [self.id_to_word(i) for i in _as_id_list(ids)]
 
     # ---------------------------------------------------------------------------------------------- encoding
 
     def encode(self, text: str) -> list[int]:
-        """The ids of ``text``'s words, no ``<bos>``/``<eos>``; unknown words map to ``unk_id``."""
+        """The ids of ``text``'s tokens (words or BPE pieces), no ``<bos>``/``<eos>``; unknown -> ``unk_id``."""
         if not isinstance(text, str):
             raise TypeError(f"encode expects a str, got {type(text).__name__}")
         return self.tokenizer.encode(text, add_special_tokens=False).ids
@@ -200,7 +347,11 @@ class Vocabulary:
     # ---------------------------------------------------------------------------------------------- decoding
 
     def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
-        """Text of ``ids``: stops at the first ``<eos>``, skips ``<bos>``/``<pad>``, words joined by spaces."""
+        """Text of ``ids``: stops at the first ``<eos>``, skips ``<bos>``/``<pad>``, keeps ``<unk>`` visible.
+
+        The rest goes through the tokenizer's decoder when it has one (BPE: pieces joined, ``▁`` -> space, so the
+        output is detokenised text) and is joined with single spaces otherwise (word level).
+        """
         kept: list[int] = []
         for i in _as_id_list(ids):
             self._check_id(i)
@@ -215,3 +366,36 @@ class Vocabulary:
         if isinstance(ids, torch.Tensor) and ids.dim() != 2:
             raise ValueError(f"expected a 2-D tensor [B, L] of ids, got shape {tuple(ids.shape)}")
         return [self.decode(row) for row in ids]
+
+
+def build_vocabulary(
+    kind: str,
+    texts: Iterable[str],
+    *,
+    vocab_size: int | None = 8000,
+    min_count: int = 1,
+    lowercase: bool = False,
+) -> Vocabulary:
+    """Build a translation vocabulary of the named kind on ``texts`` (pass the training split only).
+
+    Args:
+        kind: ``"word"`` -- :meth:`Vocabulary.build` with ``split_punctuation=False`` (punctuation stays attached,
+            decoding reproduces the normalised text); ``"bpe"`` -- :meth:`Vocabulary.build_bpe`.
+        texts: the corpus, one string per sentence.
+        vocab_size: cap on ``len(vocab)``, special tokens included (word: ``max_size``, ``None`` for no cap;
+            bpe: ``vocab_size``, required).
+        min_count: word: keep words seen at least this many times; bpe: ``min_frequency`` of a merged pair.
+        lowercase: lowercase text before building and encoding.
+
+    Raises:
+        ValueError: an unknown ``kind`` (the message lists the choices), or bad sizes.
+    """
+    if kind == "word":
+        return Vocabulary.build(
+            texts, min_count=min_count, max_size=vocab_size, lowercase=lowercase, split_punctuation=False
+        )
+    if kind == "bpe":
+        if vocab_size is None:
+            raise ValueError("vocab_size is required for a 'bpe' vocabulary, got None")
+        return Vocabulary.build_bpe(texts, vocab_size=vocab_size, min_frequency=min_count, lowercase=lowercase)
+    raise ValueError(f"unknown vocabulary kind {kind!r}; choose one of {list(VOCABULARY_KINDS)}")

@@ -104,3 +104,23 @@ def test_paper_presets_run_on_a_karpathy_split_with_real_jpegs(make_cfg, tmp_pat
     assert cfg.model.encoder == "resnet" and cfg.data.source == "karpathy"
     metrics = run(cfg)
     assert "test/bleu4" in metrics and "test/attention_correctness" not in metrics  # no boxes in real data
+
+
+@pytest.mark.timeout(600)
+def test_ddp_test_scores_equal_one_process_scores(tmp_path):
+    """Corpus BLEU and CIDEr-D under DDP (texts gathered from two CPU ranks) equal the one-process scores."""
+    common = ["task=captioning", "trainer=cpu", "logger=csv", "data.num_workers=0", "trainer.precision=32-true",
+              "trainer.enable_progress_bar=false", *SMALL_DATA, "data.eval_batch_size=4"]
+    train = run_cli("train.py", *common, "trainer.max_epochs=1", "trainer.limit_train_batches=6",
+                    "trainer.limit_val_batches=1", "test=false", "hydra.run.dir=fit", cwd=tmp_path)
+    assert train.returncode == 0, train.stderr[-3000:]
+    checkpoint = tmp_path / "fit" / "checkpoints" / "last.ckpt"
+    scores = {}
+    for name, extra in [("single", []), ("ddp", ["trainer=ddp_cpu", "trainer.devices=2"])]:
+        result = run_cli("train.py", *common, *extra, "train=false", f"ckpt_path={checkpoint}",
+                         f"hydra.run.dir={name}", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        rows = list(csv.DictReader(open(tmp_path / name / "csv" / "metrics.csv")))
+        scores[name] = {key: float(rows[-1][key]) for key in ("test/bleu1", "test/bleu4", "test/cider")}
+    assert scores["single"]["test/bleu1"] > 0
+    assert scores["ddp"] == pytest.approx(scores["single"], abs=1e-6)

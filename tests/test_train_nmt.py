@@ -1,0 +1,70 @@
+"""The translation task through train.py's flow on the real composed config (in-process, shrunk data)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+from suite.run import run
+from tasks.nmt import TranslationModel
+
+SMALL_DATA = ["data.sizes.train=200", "data.sizes.val=16", "data.sizes.test=16", "data.vocab_size=100",
+              "data.batch_size=16", "data.eval_batch_size=16", "model.embed_dim=16", "model.hidden_dim=16",
+              "model.attention_dim=16", "model.beam_size=2"]
+SHORT = [*SMALL_DATA, "trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
+         "trainer.limit_test_batches=1"]
+
+
+@pytest.mark.parametrize("attention", ["bahdanau", "luong_dot", "luong_general"])
+def test_fast_dev_run_each_attention(make_cfg, attention):
+    metrics = run(make_cfg("task=nmt", f"model.attention={attention}", "trainer.fast_dev_run=true", *SMALL_DATA))
+    assert {"test/bleu", "test/perplexity", "test/loss", "val/bleu"} <= set(metrics)
+    assert 0.0 <= metrics["test/bleu"] <= 100.0 and metrics["test/perplexity"] >= 1.0
+
+
+def test_fit_writes_alignments_translations_and_a_checkpoint_that_translates_alone(make_cfg):
+    cfg = make_cfg("task=nmt", *SHORT, "data.tokenizer=word")
+    run(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    rows = list(csv.DictReader(open(run_dir / "csv" / "metrics.csv")))
+    logged = {key for row in rows for key, value in row.items() if value}
+    assert {"val/bleu", "val/perplexity", "test/bleu", "train/loss_epoch"} <= logged
+    assert next((run_dir / "figures" / "val_alignment").glob("*.png")).stat().st_size > 3000
+    table = next((run_dir / "tables" / "val_translations").glob("*.md")).read_text()
+    assert table.startswith("| source | reference | translation |")
+    model = TranslationModel.load_from_checkpoint(next((run_dir / "checkpoints").glob("epoch*.ckpt")),
+                                                  weights_only=True).eval()
+    translations = model.translate(["twenty-one", "three hundred"])
+    assert len(translations) == 2 and all(isinstance(t, str) for t in translations)
+
+
+def test_checkpoint_without_tokenisers_is_refused_with_a_reason(make_cfg, tmp_path):
+    cfg = make_cfg("task=nmt", *SHORT, "test=false")
+    run(cfg)
+    checkpoint = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=True)
+    del checkpoint["target_vocabulary"]
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+    with pytest.raises(KeyError, match="target_vocabulary"):
+        TranslationModel.load_from_checkpoint(tmp_path / "old.ckpt", weights_only=True)
+
+
+def test_unknown_embedded_language_lists_the_supported_ones(make_cfg):
+    with pytest.raises(Exception, match=r"target language .xx.*supports.*\bfr\b"):
+        run(make_cfg("task=nmt", "data.target_lang=xx", "trainer.fast_dev_run=true", *SMALL_DATA))
+
+
+def test_multi30k_preset_runs_on_files_in_the_real_layout(make_cfg, tmp_path):
+    pairs = [("ein Mann fährt Fahrrad .", "a man rides a bike ."), ("zwei Hunde spielen .", "two dogs play ."),
+             ("eine Frau läuft .", "a woman runs ."), ("ein Kind isst .", "a child eats .")]
+    for split in ("train", "val", "test"):
+        (tmp_path / f"{split}.de").write_text("".join(f"{de}\n" for de, _ in pairs), encoding="utf-8")
+        (tmp_path / f"{split}.en").write_text("".join(f"{en}\n" for _, en in pairs), encoding="utf-8")
+    cfg = make_cfg("experiment=nmt_multi30k", f"data.root={tmp_path}", "trainer.fast_dev_run=true",
+                   "data.vocab_size=60", "model.embed_dim=16", "model.hidden_dim=16", "model.attention_dim=16",
+                   "trainer.precision=32-true", "data.batch_size=2")
+    assert cfg.data.source == "files" and cfg.model.attention == "bahdanau"
+    metrics = run(cfg)
+    assert "test/bleu" in metrics
