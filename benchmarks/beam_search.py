@@ -186,28 +186,29 @@ def timed(calls: list[Callable[[], list[Hypothesis]]], repeats: int) -> tuple[li
 
 def measure(decoder: AttentionLSTMDecoder, batch: int, beam: int, max_len: int, repeats: int,
             length_penalty: float = 1.0, seed: int = 0, memory: Tensor | None = None, bos: int = BOS,
-            eos: int = EOS) -> tuple[BeamRow, GreedyRow]:
+            eos: int = EOS, memory_mask: Tensor | None = None) -> tuple[BeamRow, GreedyRow]:
     """Time and compare, on ``batch`` memories: batched vs per-sample beam search; greedy vs width 1.
 
     ``memory`` [batch, N, D]: what to decode from (e.g. a trained captioner's encoded images); default: random
     memories for the hand-set decoder of ``build_decoder``.
     """
     memory = make_memory(batch, seed) if memory is None else memory                      # [B, N, D]
+    mask = memory_mask                                                                    # [B, N] | None
     BOS, EOS = bos, eos  # noqa: N806 (the token ids the calls below use)
     options = dict(max_len=max_len, length_penalty=length_penalty)
 
     def batched() -> list[Hypothesis]:
-        return beam_search(decoder, memory, None, BOS, EOS, beam_size=beam, **options)
+        return beam_search(decoder, memory, mask, BOS, EOS, beam_size=beam, **options)
 
     def per_sample() -> list[Hypothesis]:
-        return [beam_search(decoder, memory[i:i + 1], None, BOS, EOS, beam_size=beam, **options)[0]
-                for i in range(batch)]
+        return [beam_search(decoder, memory[i:i + 1], None if mask is None else mask[i:i + 1], BOS, EOS,
+                            beam_size=beam, **options)[0] for i in range(batch)]
 
     def greedy() -> list[Hypothesis]:
-        return greedy_decode(decoder, memory, None, BOS, EOS, **options)
+        return greedy_decode(decoder, memory, mask, BOS, EOS, **options)
 
     def width_one() -> list[Hypothesis]:
-        return beam_search(decoder, memory, None, BOS, EOS, beam_size=1, **options)
+        return beam_search(decoder, memory, mask, BOS, EOS, beam_size=1, **options)
 
     (batched_s, per_sample_s), (together, alone) = timed([batched, per_sample], repeats)
     (greedy_s, beam1_s), (greedy_out, beam1_out) = timed([greedy, width_one], repeats)

@@ -94,8 +94,10 @@ def report_locations(cfg: DictConfig, trainer: pl.Trainer, checkpoints: tuple[st
 
 def finish_wandb() -> None:
     """Close the W&B run so that the next job of a multirun sweep starts its own."""
-    import wandb
-
+    try:
+        import wandb
+    except ImportError:  # a run without the W&B logger on a machine without wandb
+        return
     if wandb.run is not None:
         wandb.finish()
 
@@ -121,7 +123,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     log_run_facts(cfg, model, loggers)
 
-    fit_model = torch.compile(model) if cfg.get("compile") else model
+    # dynamic=False: one graph per input shape (a smaller last batch is a second graph); symbolic shapes broke
+    # F.affine_grid under inductor on CUDA ("SymIntArrayRef expected to contain only concrete integers")
+    fit_model = torch.compile(model, dynamic=False) if cfg.get("compile") else model
     metrics: dict[str, float] = {}
     checkpoints = ("", "")
     if cfg.get("train", True):
