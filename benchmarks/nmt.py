@@ -1,6 +1,6 @@
 """Translation on the generated number phrases: attention kinds side by side, greedy vs beam, decoding speed.
 
-    python benchmarks/nmt.py                               # the full table (about 15 CPU minutes here)
+    python benchmarks/nmt.py                               # the full table (about 10 CPU minutes here)
     python benchmarks/nmt.py --epochs 1 --train-pairs 2000  # a quick pass
 
 1. Quality at the same budget: `train.py task=nmt` once per attention kind (bahdanau, luong_dot, luong_general),
@@ -95,8 +95,8 @@ def decoding_speed_rows(checkpoint: Path, train_pairs: int, batch: int, beam: in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--train-pairs", type=int, default=10000)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--train-pairs", type=int, default=20000)
     parser.add_argument("--batch", type=int, default=64, help="sentences decoded together in the speed comparison")
     parser.add_argument("--beam", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)

@@ -98,7 +98,8 @@ def check_language(code: str, role: str) -> None:
     Only exact codes pass (num2words itself would quietly fall back from ``"fr_XX"`` to ``"fr"``).
     """
     if code not in CONVERTER_CLASSES:
-        raise ValueError(f"unknown {role} language {code!r}; num2words supports: {', '.join(supported_languages())}")
+        raise ValueError(f"unknown {role} language {code!r} (data.{role}_lang); num2words supports: "
+                         f"{', '.join(supported_languages())}")
 
 
 def _has_form(lang: str, form: str) -> bool:

@@ -78,3 +78,13 @@ def test_unknown_attention_and_decode_list_the_choices(data):
         small_model(data, attention="luong_concat")
     with pytest.raises(ValueError, match=r"model.decode='sample'.*\['beam', 'greedy'\]"):
         small_model(data, decode="sample")
+
+
+def test_bleu_of_the_references_against_themselves_is_100(data):
+    model = small_model(data)
+    batch = val_batch(data)
+    model.bleu["val_"].update(batch["references"], [[r] for r in batch["references"]])
+    assert float(model.bleu["val_"].compute()) * 100 == pytest.approx(100.0)
+    model.bleu["val_"].reset()
+    model.bleu["val_"].update(["un deux trois quatre"], [["cinq six sept huit"]])
+    assert float(model.bleu["val_"].compute()) == 0.0
