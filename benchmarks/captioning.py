@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -100,14 +99,10 @@ def main() -> None:
     if args.throughput_batches:
         lines += [""] + throughput_rows(args.throughput_batches, args.overrides, runs_dir)
 
-    header = [f"Captioning benchmark, {training_runs.machine()}. Data: generated scenes (4,000 train images x 5 "
+    title = (f"Captioning benchmark, {training_runs.machine()}. Data: generated scenes (4,000 train images x 5 "
               f"captions, 500 val, 1,000 test; 64x64, 8x8 attention grid); uniform attention entropy = "
-              f"ln 64 = {math.log(64):.2f} nats. Paper reference points: {PAPER}.",
-              f"Command: python benchmarks/captioning.py {shlex.join(sys.argv[1:])}".rstrip(), ""]
-    report = "\n".join(header + lines) + "\n"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report)
-    print("\n" + report)
+              f"ln 64 = {math.log(64):.2f} nats. Paper reference points: {PAPER}.")
+    training_runs.write_report(title, "captioning.py", lines, args.out)
 
 
 if __name__ == "__main__":

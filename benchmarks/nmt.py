@@ -15,7 +15,6 @@ Writes benchmarks/results/nmt.md.
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -111,15 +110,11 @@ def main() -> None:
     lines += ["", f"Decoding {args.batch} test sentences of the trained Bahdanau model, beam {args.beam} "
               f"(median of {args.repeats}):", ""]
     lines += decoding_speed_rows(checkpoints["bahdanau"], args.train_pairs, args.batch, args.beam, args.repeats)
-    header = [f"Translation benchmark, {training_runs.machine()}. Data: English -> French number phrases "
+    title = (f"Translation benchmark, {training_runs.machine()}. Data: English -> French number phrases "
               f"(num2words; cardinals, ordinals and years; {args.train_pairs:,} training pairs, 500 val, 1,000 test, "
               f"numbers disjoint across splits), BPE tokenisers; {args.epochs} epochs per attention kind, "
-              "defaults of configs/task/nmt.yaml.",
-              f"Command: python benchmarks/nmt.py {shlex.join(sys.argv[1:])}".rstrip(), ""]
-    report = "\n".join(header + lines) + "\n"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report)
-    print("\n" + report)
+              "defaults of configs/task/nmt.yaml.")
+    training_runs.write_report(title, "nmt.py", lines, args.out)
 
 
 if __name__ == "__main__":

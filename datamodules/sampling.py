@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-__all__ = ["EpochSeededSampler", "make_dataloader", "split_index"]
+__all__ = ["EpochSeededSampler", "SplitLoaders", "make_dataloader", "split_index"]
 
 
 def split_index(idx: int, n: int) -> tuple[int, int]:
@@ -133,3 +133,24 @@ def make_dataloader(
         drop_last=drop_last,
         collate_fn=collate_fn,
     )
+
+
+class SplitLoaders:
+    """Lightning's four dataloader hooks for a DataModule that defines ``_loader(split, shuffle)``: training
+    shuffles, evaluation does not, and predict runs on the test split."""
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        raise NotImplementedError
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        """Predicts on the test split."""
+        return self._loader("test", shuffle=False)

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from datamodules.number_pairs import make_number_splits
 from datamodules.parallel_text import load_multi30k_from_hub, load_parallel_split
-from datamodules.sampling import make_dataloader, split_index
+from datamodules.sampling import SplitLoaders, make_dataloader, split_index
 from datamodules.vocabulary import Vocabulary, build_vocabulary
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class TranslationCollate:
                 "references": [item["target"] for item in items]}
 
 
-class TranslationDataModule(pl.LightningDataModule):
+class TranslationDataModule(SplitLoaders, pl.LightningDataModule):
     """Sentence pairs for ``tasks.nmt``; see the module docstring for the sources.
 
     Args:
@@ -182,16 +182,3 @@ class TranslationDataModule(pl.LightningDataModule):
         return make_dataloader(self.datasets[split], batch_size=batch_size, shuffle=shuffle, seed=self.hparams.seed,
                                num_workers=self.hparams.num_workers, trainer=self.trainer,
                                collate_fn=TranslationCollate(self.hparams.max_tokens))
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        """Predicts on the test split."""
-        return self._loader("test", shuffle=False)

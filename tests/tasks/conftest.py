@@ -1,14 +1,8 @@
-"""Fixtures for the task-module tests (small tensors: one thread)."""
+"""Fixtures for the task-module tests: small tensors, so one thread each (tests/conftest.py's one_thread)."""
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Module tests use tiny tensors: extra intra-op threads only add synchronisation (and slow down badly
-    when the cores are busy), so each module runs on one thread and restores the setting after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _single_thread(one_thread):
     yield
-    torch.set_num_threads(threads)
