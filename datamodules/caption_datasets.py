@@ -113,3 +113,9 @@ class CaptionCollate:
     def _word_id(self, word: str) -> int:
         ids = self.vocabulary.encode(word)
         return ids[0] if len(ids) == 1 and ids[0] != self.vocabulary.unk_id else -1
+
+
+def collate_images_with_index(items: list[dict[str, Any]]) -> dict[str, Tensor]:
+    """CaptionImages items -> {image [B, 3, H, W], index [B] long} (what ``modules.feature_cache`` reads)."""
+    return {"image": torch.stack([item["image"] for item in items]),
+            "index": torch.tensor([item["image_index"] for item in items], dtype=torch.long)}

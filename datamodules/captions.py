@@ -21,9 +21,15 @@ import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
 from datamodules.caption_corpora import ImageFileCaptionCorpus, SceneCaptionCorpus
-from datamodules.caption_datasets import CaptionCollate, CaptionCorpus, CaptionImages, CaptionPairs
+from datamodules.caption_datasets import (
+    CaptionCollate,
+    CaptionCorpus,
+    CaptionImages,
+    CaptionPairs,
+    collate_images_with_index,
+)
 from datamodules.karpathy import load_karpathy_split
-from datamodules.sampling import SplitLoaders, make_dataloader
+from datamodules.sampling import SplitLoaders, make_dataloader, resolve_num_workers
 from datamodules.synthetic.caption_scenes import CaptionScenes
 from datamodules.vocabulary import Vocabulary
 
@@ -121,6 +127,13 @@ class CaptionDataModule(SplitLoaders, pl.LightningDataModule):
             self._corpus(split)
 
     # --- loaders ----------------------------------------------------------------------------------------
+
+    def image_loader(self, split: str) -> DataLoader:
+        """Every image of a split once, in order, as {image [B, 3, H, W], index [B]} (for a feature cache; not
+        sharded across DDP ranks: each rank caches the whole split)."""
+        return DataLoader(CaptionImages(self._corpus(split)), batch_size=self.hparams.eval_batch_size or
+                          self.hparams.batch_size, shuffle=False, num_workers=resolve_num_workers(
+                              self.hparams.num_workers, self.trainer), collate_fn=collate_images_with_index)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         """Training: every (image, caption) pair; evaluation: one item per image with all its references."""

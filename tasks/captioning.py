@@ -30,7 +30,8 @@ from torchmetrics import MeanMetric
 from datamodules.vocabulary import Vocabulary
 from modules.beam_search import Hypothesis, beam_search
 from modules.decoders import AttentionLSTMDecoder, DecoderOutput, doubly_stochastic_penalty
-from modules.encoders import build_image_encoder
+from modules.encoders import build_image_encoder, is_frozen
+from modules.feature_cache import FeatureCache
 from tasks.attention_correctness import (
     attention_entropy,
     grounded_attention_mass,
@@ -60,7 +61,7 @@ class ImageCaptioner(pl.LightningModule):
                  mix_soft_prob: float = 0.5, hard_eval_mode: str = "expectation", label_smoothing: float = 0.0,
                  beam_size: int = 3, max_decode_len: int = 20, length_penalty: float = 0.0,
                  lr: float = 2e-3, encoder_lr_scale: float = 1.0, weight_decay: float = 0.0,
-                 warmup_fraction: float = 0.05, num_figure_samples: int = 4) -> None:
+                 warmup_fraction: float = 0.05, num_figure_samples: int = 4, cache_features: bool = False) -> None:
         """
         Args:
             vocabulary: the word vocabulary (the datamodule's); saved in checkpoints. None only when loading a
@@ -80,6 +81,8 @@ class ImageCaptioner(pl.LightningModule):
             beam_size, max_decode_len, length_penalty: decoding of val/test captions (beam 1 = greedy).
             lr, encoder_lr_scale, weight_decay, warmup_fraction: AdamW with a one-cycle schedule.
             num_figure_samples: validation images shown with per-word attention maps each epoch.
+            cache_features: a frozen encoder's grid is computed once per image of each split (on first use, fp16,
+                in host memory, by every DDP rank) and looked up afterwards (``modules.feature_cache``).
         """
         super().__init__()
         if attention not in ATTENTION_TYPES:
@@ -100,6 +103,10 @@ class ImageCaptioner(pl.LightningModule):
         self.register_buffer("image_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("image_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.grid = self._measure_grid(image_size)                                       # (h, w)
+        if cache_features and not is_frozen(self.encoder):
+            raise ValueError("model.cache_features=true needs a frozen encoder (model.encoder=resnet "
+                             "model.trainable=none): cached features of a trained encoder would go stale")
+        self._feature_caches: dict[str, FeatureCache] = {}
         self.decoder = AttentionLSTMDecoder(
             vocab_size, embed_dim, hidden_dim, self.encoder.out_dim, attention=score, attention_dim=attention_dim,
             dropout=dropout, gate=gate, deep_output=deep_output, hard=attention == "hard",
@@ -137,6 +144,17 @@ class ImageCaptioner(pl.LightningModule):
         if self.normalize:
             images = (images - self.image_mean) / self.image_std
         return self.encoder(images)
+
+    def memory(self, batch: dict[str, Any], split: str) -> Tensor:
+        """The batch's feature grid [B, N, D]: from the split's feature cache when caching, else encoded now."""
+        if not self.hparams.cache_features:
+            return self.encode(batch["image"])
+        if split not in self._feature_caches:
+            normalized = NormalizedEncoder(self.encoder, self.image_mean, self.image_std, self.normalize)
+            loader = self.trainer.datamodule.image_loader(split)
+            self._feature_caches[split] = FeatureCache.build(normalized, loader, len(loader.dataset), self.device,
+                                                             progress=self.trainer.is_global_zero, split=split)
+        return self._feature_caches[split].lookup(batch["image_index"], self.device)
 
     def forward(self, images: Tensor, tokens: Tensor) -> DecoderOutput:
         """Teacher forcing: images [B, 3, H, W], tokens [B, L] ("<bos> .. <eos> <pad>..") -> outputs for L-1 steps."""
@@ -194,7 +212,7 @@ class ImageCaptioner(pl.LightningModule):
     # --- steps -------------------------------------------------------------------------------------------
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        out = self(batch["image"], batch["tokens"])
+        out = self.decoder(self.memory(batch, "train"), None, batch["tokens"][:, :-1])
         losses = self._losses(out, batch["tokens"], self.hparams.label_smoothing)
         batch_size = len(batch["tokens"])
         self.log("train/loss", losses["loss"], prog_bar=True, on_step=True, on_epoch=True, batch_size=batch_size)
@@ -209,7 +227,7 @@ class ImageCaptioner(pl.LightningModule):
         self._evaluate(batch, "test", keep_figure=False)
 
     def _evaluate(self, batch: dict[str, Any], split: str, keep_figure: bool) -> None:
-        memory = self.encode(batch["image"])                                               # [B, N, D]
+        memory = self.memory(batch, split)                                                 # [B, N, D]
         out = self.decoder(memory, None, batch["tokens"][:, :-1])
         losses = self._losses(out, batch["tokens"], smoothing=0.0)
         self.log(f"{split}/loss", losses["nll"], prog_bar=split == "val", sync_dist=True,
@@ -293,3 +311,17 @@ def pad_hypotheses(hypotheses: list[Hypothesis], device: torch.device) -> tuple[
         words[b, : len(hypothesis.tokens)] = torch.tensor(hypothesis.tokens, dtype=torch.long)
         attention[b, : len(hypothesis.tokens)] = hypothesis.attention.float()
     return words.to(device), attention.to(device)
+
+
+class NormalizedEncoder(nn.Module):
+    """The captioner's encoder with its input normalisation, as one frozen module for ``FeatureCache``."""
+
+    def __init__(self, encoder: nn.Module, mean: Tensor, std: Tensor, normalize: bool) -> None:
+        super().__init__()
+        self.encoder, self.normalize = encoder, normalize
+        self.register_buffer("mean", mean, persistent=False)
+        self.register_buffer("std", std, persistent=False)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """images [B, 3, H, W] in [0, 1] -> [B, N, D]."""
+        return self.encoder((images - self.mean) / self.std if self.normalize else images)

@@ -124,3 +124,33 @@ def test_ddp_test_scores_equal_one_process_scores(tmp_path):
         scores[name] = {key: float(rows[-1][key]) for key in ("test/bleu1", "test/bleu4", "test/cider")}
     assert scores["single"]["test/bleu1"] > 0
     assert scores["ddp"] == pytest.approx(scores["single"], abs=1e-6)
+
+
+def test_feature_cache_for_a_frozen_encoder_matches_encoding_and_trains(make_cfg, tmp_path):
+    (tmp_path / "data").mkdir()
+    write_dataset(tmp_path / "data", coco_entries())
+    cfg = make_cfg("task=captioning", "data.source=karpathy", f"data.root={tmp_path / 'data'}", "data.image_size=64",
+                   "model.encoder=resnet", "model.resnet_arch=resnet18", "model.pretrained=false",
+                   "model.trainable=none", "model.grid_size=2", "model.cache_features=true", "data.batch_size=2",
+                   "model.hidden_dim=32", "model.embed_dim=16", "model.attention_dim=16",
+                   "trainer.max_epochs=1", "test=false")
+    run(cfg)
+    model = ImageCaptioner.load_from_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt",
+                                                weights_only=True)
+    assert model.hparams.cache_features
+    from datamodules.captions import CaptionDataModule
+
+    data = CaptionDataModule(source="karpathy", root=str(tmp_path / "data"), image_size=64, batch_size=2,
+                             num_workers=0)
+    data.setup("fit")
+    model.trainer = type("T", (), {"datamodule": data, "is_global_zero": True})()  # what memory() reads
+    batch = next(iter(data.train_dataloader()))
+    model.eval()
+    cached = model.memory(batch, "train")
+    torch.testing.assert_close(cached, model.encode(batch["image"]), atol=2e-2, rtol=2e-2)  # fp16 storage
+    assert set(model._feature_caches) == {"train"} and len(model._feature_caches["train"]) == 3
+
+
+def test_feature_cache_refuses_a_trainable_encoder(make_cfg):
+    with pytest.raises(Exception, match="cache_features=true needs a frozen encoder"):
+        run(make_cfg("task=captioning", "model.cache_features=true", "trainer.fast_dev_run=true", *SMALL_DATA))
