@@ -1,0 +1,205 @@
+"""Visual question answering with stacked attention networks (Yang et al. 2016).
+
+image -> feature grid (shared encoders) -> v_I = tanh(W v) [B, N, d]
+question -> LSTM over packed tokens -> u_0 [B, d]
+k hops of attention, each with its own weights (modules.stacked_attention) -> u_k -> answer classifier.
+``hops=0`` is the no-attention baseline (mean-pooled image + question).
+
+Generated Sort-of-CLEVR (default): cross-entropy over the 12 answers; accuracy overall and for non-relational and
+relational questions; attention correctness per hop (mass on the boxes of the objects the question is about,
+next to a uniform map's). VQA v2: soft-score targets (answers outside the top-K are counted and left out of the
+loss) and the official VQA accuracy, overall and per answer type.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+
+from datamodules.vocabulary import Vocabulary
+from modules.encoders import TextEncoder, build_image_encoder
+from modules.stacked_attention import StackedAttention
+from tasks.attention_correctness import box_cell_cover
+from tasks.figure_logging import log_figure
+from tasks.optim import adamw_one_cycle
+from tasks.vqa_figures import hop_attention_figure
+
+SPLITS = ("train", "val", "test")
+KINDS = ("non_relational", "relational")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class StackedAttentionVQA(pl.LightningModule):
+    """SAN: see the module docstring."""
+
+    def __init__(self, question_vocabulary: Vocabulary | None = None, question_vocab_size: int | None = None,
+                 answers: list[str] | None = None, image_size: int = 75, hops: int = 2, encoder: str = "conv",
+                 channels: tuple[int, ...] = (32, 64, 128), strided: bool = True, resnet_arch: str = "resnet152",
+                 pretrained: bool = False, trainable: str = "none", grid_size: int = 14, dim: int = 256,
+                 attention_dim: int = 128, embed_dim: int = 64, dropout: float = 0.2, lr: float = 2e-3,
+                 weight_decay: float = 1e-4, warmup_fraction: float = 0.05, num_figure_samples: int = 6) -> None:
+        """
+        Args:
+            question_vocabulary: the question tokeniser (the datamodule's); saved in checkpoints.
+            question_vocab_size: taken from the vocabulary when given (kept to rebuild from a checkpoint).
+            answers: the answer classes (the datamodule's).
+            image_size: input size (the encoder's grid is measured from it).
+            hops: attention layers (0: the no-attention baseline).
+            encoder, channels, strided, resnet_arch, pretrained, trainable, grid_size: the image encoder (see
+                tasks.captioning.ImageCaptioner).
+            dim: d, the joint size of image positions and the question vector.
+            attention_dim: width of each hop's attention.
+            embed_dim: question word embedding size.
+            dropout: before the answer classifier.
+            lr, weight_decay, warmup_fraction: AdamW with a one-cycle schedule.
+            num_figure_samples: validation questions shown with their per-hop maps each epoch.
+        """
+        super().__init__()
+        if question_vocabulary is not None:
+            question_vocab_size = len(question_vocabulary)
+        if question_vocab_size is None or not answers:
+            raise ValueError("StackedAttentionVQA needs the question vocabulary and the answer classes")
+        self.save_hyperparameters(ignore=["question_vocabulary"])
+        self.question_vocabulary = question_vocabulary
+        if encoder == "conv":
+            self.encoder = build_image_encoder("conv", channels=tuple(channels), strided=strided)
+        else:
+            self.encoder = build_image_encoder(encoder, arch=resnet_arch, pretrained=pretrained, trainable=trainable,
+                                               grid_size=grid_size)
+        self.normalize = encoder == "resnet"
+        self.register_buffer("image_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("image_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.grid = self._measure_grid(image_size)
+        self.image_proj = nn.Linear(self.encoder.out_dim, dim)
+        self.question_encoder = TextEncoder(question_vocab_size, embed_dim, dim, rnn="lstm", bidirectional=False,
+                                            pad_id=Vocabulary.PAD_ID)
+        self.attention = StackedAttention(dim, hops, attention_dim)
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, len(answers)))
+        self.accuracy = nn.ModuleDict({f"{s}_{k}": MeanMetric() for s in SPLITS for k in ("all", *KINDS)})
+        self.correctness = nn.ModuleDict({f"{s}_{h}": MeanMetric() for s in ("val", "test") for h in range(hops)})
+        self.correctness_uniform = nn.ModuleDict({f"{s}_": MeanMetric() for s in ("val", "test")})
+        self._figure_batch: dict[str, Any] | None = None
+
+    @torch.no_grad()
+    def _measure_grid(self, image_size: int) -> tuple[int, int]:
+        was_training = self.encoder.training
+        self.encoder.eval()
+        positions = self.encoder(torch.zeros(1, 3, image_size, image_size)).shape[1]
+        self.encoder.train(was_training)
+        side = int(round(positions ** 0.5))
+        return side, positions // side
+
+    def forward(self, images: Tensor, question: Tensor, question_lengths: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """images [B, 3, H, W] in [0, 1], question [B, L] ids, lengths [B] -> (logits [B, K], hop maps k x [B, N])."""
+        if self.normalize:
+            images = (images - self.image_mean) / self.image_std
+        image = torch.tanh(self.image_proj(self.encoder(images)))                          # [B, N, d]
+        query = self.question_encoder(question, question_lengths).final                    # [B, d]
+        refined, maps = self.attention(image, query)                                       # [B, d]
+        return self.classifier(refined), maps
+
+    def _loss(self, logits: Tensor, batch: dict[str, Any]) -> Tensor:
+        if "targets" in batch:  # VQA v2 soft scores; rows with no top-K answer are left out
+            targets = batch["targets"]                                                      # [B, K]
+            keep = targets.sum(dim=-1) > 0
+            if not keep.any():
+                return logits.sum() * 0.0
+            loss = F.binary_cross_entropy_with_logits(logits[keep].float(), targets[keep], reduction="mean")
+            return loss * targets.size(-1)
+        return F.cross_entropy(logits.float(), batch["answer"])
+
+    def _step(self, batch: dict[str, Any], split: str) -> tuple[Tensor, Tensor, list[Tensor]]:
+        logits, maps = self(batch["image"], batch["question"], batch["question_lengths"])
+        loss = self._loss(logits, batch)
+        predicted = logits.argmax(dim=-1)                                                   # [B]
+        correct = (predicted == batch["answer"]).float()                                    # [B]
+        self.accuracy[f"{split}_all"].update(correct)
+        if "kind" in batch:
+            for k, kind in enumerate(KINDS):
+                rows = batch["kind"] == k
+                if rows.any():
+                    self.accuracy[f"{split}_{kind}"].update(correct[rows])
+        on_step = split == "train"
+        self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=on_step,
+                 batch_size=len(predicted), sync_dist=not on_step)
+        return loss, predicted, maps
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        loss, _, _ = self._step(batch, "train")
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        _, predicted, maps = self._step(batch, "val")
+        self._update_correctness(batch, maps, "val")
+        if batch_idx == 0:
+            count = self.hparams.num_figure_samples
+            self._figure_batch = {"image": batch["image"][:count].float().cpu(),
+                                  "questions": batch["question_text"][:count],
+                                  "predicted": [self.hparams.answers[i] for i in predicted[:count].tolist()],
+                                  "truth": batch["answer_text"][:count],
+                                  "maps": [m[:count].float().cpu() for m in maps]}
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        _, _, maps = self._step(batch, "test")
+        self._update_correctness(batch, maps, "test")
+
+    def _update_correctness(self, batch: dict[str, Any], maps: list[Tensor], split: str) -> None:
+        """Attention mass of every hop on the boxes of the objects the question is about, and a uniform map's."""
+        if "about_boxes" not in batch or not maps:
+            return
+        cover = box_cell_cover(batch["about_boxes"], self.grid)                            # [B, A, N]
+        cover = (cover * batch["about_mask"].unsqueeze(-1).to(cover.dtype)).sum(1).clamp(max=1)   # [B, N]
+        for hop, weights in enumerate(maps):
+            self.correctness[f"{split}_{hop}"].update((weights.float() * cover).sum(-1))
+        self.correctness_uniform[f"{split}_"].update(cover.mean(-1))
+
+    def _log_epoch(self, split: str) -> None:
+        values = {}
+        for kind in ("all", *KINDS):
+            metric = self.accuracy[f"{split}_{kind}"]
+            if metric.update_count:
+                values[f"{split}/acc" if kind == "all" else f"{split}/acc_{kind}"] = metric.compute()
+            metric.reset()
+        if split != "train" and self.hparams.hops and self.correctness[f"{split}_0"].update_count:
+            for hop in range(self.hparams.hops):
+                values[f"{split}/attention_correctness_hop{hop + 1}"] = self.correctness[f"{split}_{hop}"].compute()
+                self.correctness[f"{split}_{hop}"].reset()
+            values[f"{split}/attention_correctness_uniform"] = self.correctness_uniform[f"{split}_"].compute()
+            self.correctness_uniform[f"{split}_"].reset()
+        for name, value in values.items():
+            self.log(name, value.float(), prog_bar=name == "val/acc", sync_dist=False)
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+        if self._figure_batch is not None and not self.trainer.sanity_checking and self.hparams.hops:
+            sample = self._figure_batch
+            log_figure(self.trainer, "val/hops", hop_attention_figure(
+                sample["image"], sample["questions"], sample["predicted"], sample["truth"], sample["maps"],
+                self.grid), caption="question; predicted / true answer; attention of every hop")
+        self._figure_batch = None
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["question_vocabulary"] = self.question_vocabulary.to_json()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "question_vocabulary" not in checkpoint:
+            raise KeyError("this checkpoint has no 'question_vocabulary' entry (written by an older version?): it "
+                           "cannot tokenise questions; retrain or add the vocabulary")
+        self.question_vocabulary = Vocabulary.from_json(checkpoint["question_vocabulary"])
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        return adamw_one_cycle(self, [{"params": [p for p in self.parameters() if p.requires_grad]}],
+                               lr=self.hparams.lr, weight_decay=self.hparams.weight_decay,
+                               warmup_fraction=self.hparams.warmup_fraction)

@@ -1,0 +1,74 @@
+"""Stacked attention VQA as a module: distinct hops, normalised maps, gradients, overfitting one batch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from datamodules.vqa import VQADataModule
+from modules.stacked_attention import StackedAttention
+from tasks.vqa import StackedAttentionVQA
+
+
+@pytest.fixture(scope="module")
+def data() -> VQADataModule:
+    datamodule = VQADataModule(num_images={"train": 20, "val": 4, "test": 4}, batch_size=16, num_workers=0, seed=2)
+    datamodule.setup("fit")
+    return datamodule
+
+
+def small_model(data: VQADataModule, **kwargs) -> StackedAttentionVQA:
+    torch.manual_seed(0)
+    args = {"channels": [16, 32, 32], "dim": 64, "attention_dim": 32, "embed_dim": 32, "dropout": 0.0, **kwargs}
+    return StackedAttentionVQA(question_vocabulary=data.question_vocabulary, answers=data.answers,
+                               image_size=data.image_size, **args)
+
+
+def test_each_hop_has_its_own_parameters():
+    stacked = StackedAttention(dim=8, hops=3, attention_dim=4)
+    ids = {id(p) for hop in stacked.hops for p in hop.parameters()}
+    assert len(ids) == 3 * len(list(stacked.hops[0].parameters()))
+    stacked.hops[0].v.weight.data.fill_(1.0)
+    assert not torch.equal(stacked.hops[0].v.weight, stacked.hops[1].v.weight)
+
+
+@pytest.mark.parametrize("hops", [0, 1, 2])
+def test_maps_sum_to_one_per_hop_and_every_parameter_gets_a_gradient(data, hops):
+    model = small_model(data, hops=hops)
+    batch = next(iter(data.train_dataloader()))
+    logits, maps = model(batch["image"], batch["question"], batch["question_lengths"])
+    assert logits.shape == (16, len(data.answers)) and len(maps) == hops
+    for weights in maps:
+        assert weights.shape == (16, model.grid[0] * model.grid[1])
+        torch.testing.assert_close(weights.sum(-1), torch.ones(16))
+    model._loss(logits, batch).backward()
+    assert not [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+
+
+@pytest.mark.parametrize("hops", [0, 2])
+def test_overfits_one_batch(data, hops):
+    model = small_model(data, hops=hops)
+    batch = next(iter(data.train_dataloader()))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        logits, _ = model(batch["image"], batch["question"], batch["question_lengths"])
+        loss = model._loss(logits, batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    logits, _ = model(batch["image"], batch["question"], batch["question_lengths"])
+    assert (logits.argmax(-1) == batch["answer"]).all() and loss < 0.05
+
+
+def test_attention_correctness_on_a_map_that_looks_at_the_object(data):
+    model = small_model(data, hops=1)
+    batch = next(iter(data.val_dataloader()))
+    from tasks.attention_correctness import box_cell_cover
+
+    cover = (box_cell_cover(batch["about_boxes"], model.grid) * batch["about_mask"][..., None]).sum(1).clamp(max=1)
+    on_object = cover / cover.sum(-1, keepdim=True)                                              # [B, N]
+    model._update_correctness(batch, [on_object], "val")
+    mass = model.correctness["val_0"].compute()
+    uniform = model.correctness_uniform["val_"].compute()
+    assert mass > 0.5 and mass > 3 * uniform
