@@ -1,8 +1,12 @@
-"""VQA data: generated Sort-of-CLEVR (default, no download; Santoro et al. 2017).
+"""VQA data: generated Sort-of-CLEVR (default, no download; Santoro et al. 2017) or VQA v2 from disk.
 
-Each question is asked in words about the object of one colour, with the 12-answer vocabulary of the paper's
-code; the object(s) a question is about are kept, so the task can score where the model attends. Images are
-rendered once at setup (uint8 in memory); deterministic per (seed, split, index).
+Sort-of-CLEVR: each question is asked in words about the object of one colour, with the 12-answer vocabulary of
+the paper's code; the object(s) a question is about are kept, so the task can score where the model attends.
+Images are rendered once at setup (uint8 in memory); deterministic per (seed, split, index).
+
+VQA v2 (``datamodules.vqa_v2``): questions + annotations JSON and COCO images under ``root``; the ``top_k`` most
+frequent training answers are the classes; each question carries its 10 human answers (soft-score targets and
+the official accuracy); answers outside the top-K are counted in the log, left out of the loss, still scored.
 """
 
 from __future__ import annotations
@@ -15,13 +19,16 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from datamodules.caption_corpora import image_transform
 from datamodules.sampling import SplitLoaders, make_dataloader, split_index
 from datamodules.synthetic.sort_of_clevr import ANSWERS, SortOfClevr
 from datamodules.vocabulary import Vocabulary
+from datamodules.vqa_v2 import VQAItem, answer_coverage, load_vqa_split, top_k_answers
+from tasks.vqa_accuracy import normalize_answer, soft_score_targets
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("sort_of_clevr",)
+SOURCES = ("sort_of_clevr", "vqa2")
 KIND_IDS = {"non_relational": 0, "relational": 1}
 
 
@@ -48,66 +55,131 @@ class SortOfClevrQuestions(Dataset):
                 for image, q in zip(images, questions, strict=True)]
 
 
+class VQA2Questions(Dataset):
+    """VQA v2 questions: item -> image (decoded now), question, answer index (-1 outside the top-K), humans' answers."""
+
+    def __init__(self, items: list[VQAItem], answer_index: dict[str, int], image_size: int) -> None:
+        self.items, self.answer_index = items, answer_index
+        self.transform = image_transform(image_size)
+        self.questions = [item.question for item in items]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, idx: int) -> dict[str, Any]:
+        item = self.items[split_index(idx, len(self.items))[1]]
+        from PIL import Image
+
+        try:
+            with Image.open(item.image_path) as image:
+                pixels = self.transform(image.convert("RGB"))                                # [3, S, S]
+        except OSError as error:
+            raise OSError(f"cannot read image {item.image_path} of question {item.question_id}: {error}") from error
+        answer = normalize_answer(item.multiple_choice_answer)
+        return {"image": pixels, "question": item.question, "answer": self.answer_index.get(answer, -1),
+                "answer_text": answer, "human_answers": item.answers, "answer_type": item.answer_type}
+
+
 class VQACollate:
     """Items -> image [B, 3, H, W], question [B, L] + question_lengths [B], answer [B], kind [B],
     about_boxes [B, A, 4] + about_mask [B, A], and the question / answer texts."""
 
-    def __init__(self, vocabulary: Vocabulary) -> None:
+    def __init__(self, vocabulary: Vocabulary, answer_index: dict[str, int] | None = None) -> None:
         self.vocabulary = vocabulary
+        self.answer_index = answer_index
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         question, lengths = self.vocabulary.encode_batch([item["question"] for item in items])
+        batch = {"image": torch.stack([item["image"] for item in items]), "question": question,
+                 "question_lengths": lengths, "answer": torch.tensor([item["answer"] for item in items]),
+                 "question_text": [item["question"] for item in items],
+                 "answer_text": [item["answer_text"] for item in items]}
+        if "human_answers" in items[0]:  # VQA v2
+            humans = [item["human_answers"] for item in items]
+            batch.update(human_answers=humans, answer_types=[item["answer_type"] for item in items],
+                         targets=soft_score_targets(humans, self.answer_index))
+            return batch
         most = max(len(item["about_boxes"]) for item in items)
         boxes = torch.zeros(len(items), most, 4)
         mask = torch.zeros(len(items), most, dtype=torch.bool)
         for b, item in enumerate(items):
             boxes[b, : len(item["about_boxes"])] = item["about_boxes"]
             mask[b, : len(item["about_boxes"])] = True
-        return {"image": torch.stack([item["image"] for item in items]), "question": question,
-                "question_lengths": lengths, "answer": torch.tensor([item["answer"] for item in items]),
-                "kind": torch.tensor([item["kind"] for item in items]), "about_boxes": boxes, "about_mask": mask,
-                "question_text": [item["question"] for item in items],
-                "answer_text": [item["answer_text"] for item in items]}
+        batch.update(kind=torch.tensor([item["kind"] for item in items]), about_boxes=boxes, about_mask=mask)
+        return batch
 
 
 class VQADataModule(SplitLoaders, pl.LightningDataModule):
     """Questions about images for ``tasks.vqa``.
 
     Args:
-        source: sort_of_clevr (generated).
-        num_images: images per split {train, val, test}; questions_per_image questions each (half relational).
-        image_size: canvas size (75 in the paper).
+        source: sort_of_clevr (generated) | vqa2 (JSON + COCO images under ``root``).
+        num_images: Sort-of-CLEVR images per split {train, val, test}; questions_per_image questions each.
+        image_size: canvas size (75 in the paper) / real images resized and centre-cropped to it.
+        root, splits, top_k, skip_missing_images: VQA v2: the folder, the file split of each of train/val/test
+            (test defaults to val2014: the official test answers are not public), answer classes, and whether a
+            question whose image is missing is skipped and counted (else an error naming it).
         batch_size, eval_batch_size, num_workers, seed: loading.
     """
 
     def __init__(self, source: str = "sort_of_clevr", num_images: dict[str, int] | None = None,
-                 questions_per_image: int = 10, image_size: int = 75, batch_size: int = 64,
-                 eval_batch_size: int | None = None, num_workers: int | str = "auto", seed: int = 0) -> None:
+                 questions_per_image: int = 10, image_size: int = 75, root: str | None = None,
+                 splits: dict[str, str] | None = None, top_k: int = 3000, skip_missing_images: bool = False,
+                 batch_size: int = 64, eval_batch_size: int | None = None, num_workers: int | str = "auto",
+                 seed: int = 0) -> None:
         super().__init__()
         if source not in SOURCES:
             raise ValueError(f"data.source={source!r} is not a known VQA source; choose one of {list(SOURCES)}")
+        if source == "vqa2" and not root:
+            raise ValueError("data.source=vqa2 needs data.root: the folder with the VQA v2 JSON files and images")
         self.save_hyperparameters()
+        self.splits = {"train": "train2014", "val": "val2014", "test": "val2014", **(splits or {})}
+        self._answers: list[str] | None = None
         self.num_images = {"train": 5000, "val": 250, "test": 500, **(num_images or {})}
-        self.datasets: dict[str, SortOfClevrQuestions] = {}
+        self.datasets: dict[str, Dataset] = {}
         self._vocabulary: Vocabulary | None = None
 
     @property
     def question_vocabulary(self) -> Vocabulary:
         if self._vocabulary is None:
             train = self._dataset("train")
-            self._vocabulary = Vocabulary.build((q.text for q in train.questions), min_count=1)
+            texts = (q if isinstance(q, str) else q.text for q in train.questions)
+            self._vocabulary = Vocabulary.build(texts, min_count=1)
             log.info("question vocabulary: %d words", len(self._vocabulary))
         return self._vocabulary
 
     @property
     def answers(self) -> list[str]:
-        return list(ANSWERS)
+        """The answer classes: Sort-of-CLEVR's 12, or VQA v2's top-K training answers (normalised)."""
+        if self.hparams.source == "sort_of_clevr":
+            return list(ANSWERS)
+        if self._answers is None:
+            self._answers = top_k_answers(self._vqa2_items("train"), self.hparams.top_k)
+        return self._answers
+
+    def _vqa2_items(self, split: str) -> list[VQAItem]:
+        if not hasattr(self, "_items"):
+            self._items: dict[str, list[VQAItem]] = {}
+        if split not in self._items:
+            items, counts = load_vqa_split(self.hparams.root, self.splits[split],
+                                           skip_missing_images=self.hparams.skip_missing_images)
+            if counts.get("missing_images"):
+                log.warning("vqa2 %s: skipped %d questions whose image is missing", split, counts["missing_images"])
+            self._items[split] = items
+        return self._items[split]
 
     @property
     def image_size(self) -> int:
         return self.hparams.image_size
 
-    def _dataset(self, split: str) -> SortOfClevrQuestions:
+    def _dataset(self, split: str) -> Dataset:
+        if split not in self.datasets and self.hparams.source == "vqa2":
+            items = self._vqa2_items(split)
+            coverage = answer_coverage(items, self.answers)
+            log.info("vqa2 %s: %d questions, %d with an answer outside the top %d (left out of the loss, scored)",
+                     split, len(items), coverage["outside"], len(self.answers))
+            self.datasets[split] = VQA2Questions(items, {a: i for i, a in enumerate(self.answers)},
+                                                 self.hparams.image_size)
         if split not in self.datasets:
             hp = self.hparams
             scenes = SortOfClevr(self.num_images[split], questions_per_image=hp.questions_per_image, seed=hp.seed,
@@ -125,4 +197,5 @@ class VQADataModule(SplitLoaders, pl.LightningDataModule):
         batch_size = self.hparams.batch_size if shuffle else (self.hparams.eval_batch_size or self.hparams.batch_size)
         return make_dataloader(self._dataset(split), batch_size=batch_size, shuffle=shuffle, seed=self.hparams.seed,
                                num_workers=self.hparams.num_workers, trainer=self.trainer,
-                               collate_fn=VQACollate(self.question_vocabulary))
+                               collate_fn=VQACollate(self.question_vocabulary,
+                                                     {a: i for i, a in enumerate(self.answers)}))

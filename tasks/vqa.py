@@ -27,6 +27,7 @@ from modules.stacked_attention import StackedAttention
 from tasks.attention_correctness import box_cell_cover
 from tasks.figure_logging import log_figure
 from tasks.optim import adamw_one_cycle
+from tasks.vqa_accuracy import VQAAccuracy
 from tasks.vqa_figures import hop_attention_figure
 
 SPLITS = ("train", "val", "test")
@@ -84,6 +85,7 @@ class StackedAttentionVQA(pl.LightningModule):
         self.accuracy = nn.ModuleDict({f"{s}_{k}": MeanMetric() for s in SPLITS for k in ("all", *KINDS)})
         self.correctness = nn.ModuleDict({f"{s}_{h}": MeanMetric() for s in ("val", "test") for h in range(hops)})
         self.correctness_uniform = nn.ModuleDict({f"{s}_": MeanMetric() for s in ("val", "test")})
+        self.vqa_accuracy = nn.ModuleDict({f"{s}_": VQAAccuracy() for s in ("val", "test")})
         self._figure_batch: dict[str, Any] | None = None
 
     @torch.no_grad()
@@ -118,13 +120,16 @@ class StackedAttentionVQA(pl.LightningModule):
         logits, maps = self(batch["image"], batch["question"], batch["question_lengths"])
         loss = self._loss(logits, batch)
         predicted = logits.argmax(dim=-1)                                                   # [B]
-        correct = (predicted == batch["answer"]).float()                                    # [B]
+        correct = (predicted == batch["answer"]).float()                  # [B] (an answer outside the top-K: -1)
         self.accuracy[f"{split}_all"].update(correct)
         if "kind" in batch:
             for k, kind in enumerate(KINDS):
                 rows = batch["kind"] == k
                 if rows.any():
                     self.accuracy[f"{split}_{kind}"].update(correct[rows])
+        if "human_answers" in batch and split != "train":  # VQA v2: the official accuracy against 10 humans
+            self.vqa_accuracy[f"{split}_"].update([self.hparams.answers[i] for i in predicted.tolist()],
+                                                  batch["human_answers"], batch["answer_types"])
         on_step = split == "train"
         self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=on_step,
                  batch_size=len(predicted), sync_dist=not on_step)
@@ -172,6 +177,11 @@ class StackedAttentionVQA(pl.LightningModule):
                 self.correctness[f"{split}_{hop}"].reset()
             values[f"{split}/attention_correctness_uniform"] = self.correctness_uniform[f"{split}_"].compute()
             self.correctness_uniform[f"{split}_"].reset()
+        if split != "train" and self.vqa_accuracy[f"{split}_"].update_count:
+            for name, value in self.vqa_accuracy[f"{split}_"].compute().items():
+                key = "vqa_acc" if name == "overall" else "vqa_acc_" + name.replace("/", "_")
+                values[f"{split}/{key}"] = value
+            self.vqa_accuracy[f"{split}_"].reset()
         for name, value in values.items():
             self.log(name, value.float(), prog_bar=name == "val/acc", sync_dist=False)
 

@@ -28,3 +28,17 @@ def test_fit_writes_the_hop_figure(make_cfg):
     run(cfg)
     figure = next((Path(cfg.paths.output_dir) / "figures" / "val_hops").glob("*.png"))
     assert figure.stat().st_size > 5000
+
+
+def test_san_vqa2_preset_on_the_real_format_scores_the_official_accuracy(make_cfg, tmp_path):
+    from tests.datamodules.test_vqa_v2 import SPLIT, write_vqa
+
+    write_vqa(tmp_path)
+    cfg = make_cfg("experiment=san_vqa2", f"data.root={tmp_path}", f"data.splits={{train: {SPLIT}, val: {SPLIT}, "
+                   f"test: {SPLIT}}}", "model.pretrained=false", "model.resnet_arch=resnet18", "model.grid_size=2",
+                   "data.image_size=64", "model.dim=16", "model.attention_dim=8", "model.embed_dim=8",
+                   "data.batch_size=2", "data.eval_batch_size=4", "trainer.fast_dev_run=true",
+                   "trainer.precision=32-true", "data.top_k=3")
+    assert cfg.data.source == "vqa2" and cfg.model.encoder == "resnet"
+    metrics = run(cfg)
+    assert 0.0 <= metrics["test/vqa_acc"] <= 1.0 and "test/vqa_acc_yes_no" in metrics
