@@ -145,16 +145,17 @@ class ImageCaptioner(pl.LightningModule):
             images = (images - self.image_mean) / self.image_std
         return self.encoder(images)
 
-    def memory(self, batch: dict[str, Any], split: str) -> Tensor:
-        """The batch's feature grid [B, N, D]: from the split's feature cache when caching, else encoded now."""
+    def memory(self, batch: dict[str, Any], split: str) -> tuple[Tensor, Tensor | None]:
+        """What the decoder attends over: the batch's feature grid [B, N, D] (from the split's feature cache when
+        caching, else encoded now) and its mask [B, N] (None: every position is real)."""
         if not self.hparams.cache_features:
-            return self.encode(batch["image"])
+            return self.encode(batch["image"]), None
         if split not in self._feature_caches:
             normalized = NormalizedEncoder(self.encoder, self.image_mean, self.image_std, self.normalize)
             loader = self.trainer.datamodule.image_loader(split)
             self._feature_caches[split] = FeatureCache.build(normalized, loader, len(loader.dataset), self.device,
                                                              progress=self.trainer.is_global_zero, split=split)
-        return self._feature_caches[split].lookup(batch["image_index"], self.device)
+        return self._feature_caches[split].lookup(batch["image_index"], self.device), None
 
     def forward(self, images: Tensor, tokens: Tensor) -> DecoderOutput:
         """Teacher forcing: images [B, 3, H, W], tokens [B, L] ("<bos> .. <eos> <pad>..") -> outputs for L-1 steps."""
@@ -212,7 +213,8 @@ class ImageCaptioner(pl.LightningModule):
     # --- steps -------------------------------------------------------------------------------------------
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        out = self.decoder(self.memory(batch, "train"), None, batch["tokens"][:, :-1])
+        memory, mask = self.memory(batch, "train")
+        out = self.decoder(memory, mask, batch["tokens"][:, :-1])
         losses = self._losses(out, batch["tokens"], self.hparams.label_smoothing)
         batch_size = len(batch["tokens"])
         self.log("train/loss", losses["loss"], prog_bar=True, on_step=True, on_epoch=True, batch_size=batch_size)
@@ -227,12 +229,12 @@ class ImageCaptioner(pl.LightningModule):
         self._evaluate(batch, "test", keep_figure=False)
 
     def _evaluate(self, batch: dict[str, Any], split: str, keep_figure: bool) -> None:
-        memory = self.memory(batch, split)                                                 # [B, N, D]
-        out = self.decoder(memory, None, batch["tokens"][:, :-1])
+        memory, mask = self.memory(batch, split)                                           # [B, N, D], [B, N]
+        out = self.decoder(memory, mask, batch["tokens"][:, :-1])
         losses = self._losses(out, batch["tokens"], smoothing=0.0)
         self.log(f"{split}/loss", losses["nll"], prog_bar=split == "val", sync_dist=True,
                  batch_size=len(batch["tokens"]))
-        hypotheses = beam_search(self.decoder, memory, None, Vocabulary.BOS_ID, Vocabulary.EOS_ID,
+        hypotheses = beam_search(self.decoder, memory, mask, Vocabulary.BOS_ID, Vocabulary.EOS_ID,
                                  beam_size=self.hparams.beam_size, max_len=self.hparams.max_decode_len,
                                  length_penalty=self.hparams.length_penalty)
         texts = [self.vocabulary.decode(h.tokens) for h in hypotheses]
@@ -241,17 +243,25 @@ class ImageCaptioner(pl.LightningModule):
         word_mask = words >= 0
         if word_mask.any():
             self.entropy[f"{split}_"].update(attention_entropy(attention, word_mask))
-        if "boxes" in batch:
-            grounding = word_object_grounding(words, batch["object_words"])               # [B, L, K]
-            mass, uniform, _ = grounded_attention_mass(attention, grounding, batch["boxes"], self.grid)
-            if mass.numel():
-                self.correctness[f"{split}_"].update(mass)
-                self.correctness_uniform[f"{split}_"].update(uniform)
+        mass, uniform = self._grounded_mass(batch, words, attention)
+        if mass is not None and mass.numel():
+            self.correctness[f"{split}_"].update(mass)
+            self.correctness_uniform[f"{split}_"].update(uniform)
         if keep_figure:
             count = self.hparams.num_figure_samples
             self._figure_batch = {"image": batch["image"][:count].float().cpu(), "texts": texts[:count],
                                   "attention": [h.attention for h in hypotheses[:count]],
                                   "references": batch["references"][:count]}
+
+    def _grounded_mass(self, batch: dict[str, Any], words: Tensor, attention: Tensor
+                       ) -> tuple[Tensor | None, Tensor | None]:
+        """Attention correctness of the words that name an object (boxes known: generated scenes), and the mass a
+        uniform map puts there; (None, None) when the data has no boxes."""
+        if "boxes" not in batch:
+            return None, None
+        grounding = word_object_grounding(words, batch["object_words"])                   # [B, L, K]
+        mass, uniform, _ = grounded_attention_mass(attention, grounding, batch["boxes"], self.grid)
+        return mass, uniform
 
     def _log_eval_metrics(self, split: str) -> None:
         key = f"{split}_"
@@ -268,13 +278,16 @@ class ImageCaptioner(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self._log_eval_metrics("val")
         if self._figure_batch is not None and not self.trainer.sanity_checking:
-            sample = self._figure_batch
-            log_figure(self.trainer, "val/attention", attention_caption_figure(
-                sample["image"], sample["texts"], sample["attention"], self.grid),
-                caption="generated caption; attention of every word over the image")
-            log_table(self.trainer, "val/captions", ["image", "generated", "references"],
-                      caption_table_rows(sample["image"], sample["texts"], sample["references"]))
+            self._log_figures(self._figure_batch)
         self._figure_batch = None
+
+    def _log_figures(self, sample: dict[str, Any]) -> None:
+        """The per-word attention figure and the predictions table of the first validation batch."""
+        log_figure(self.trainer, "val/attention", attention_caption_figure(
+            sample["image"], sample["texts"], sample["attention"], self.grid),
+            caption="generated caption; attention of every word over the image")
+        log_table(self.trainer, "val/captions", ["image", "generated", "references"],
+                  caption_table_rows(sample["image"], sample["texts"], sample["references"]))
 
     def on_test_epoch_end(self) -> None:
         self._log_eval_metrics("test")

@@ -146,7 +146,8 @@ def test_feature_cache_for_a_frozen_encoder_matches_encoding_and_trains(make_cfg
     model.trainer = type("T", (), {"datamodule": data, "is_global_zero": True})()  # what memory() reads
     batch = next(iter(data.train_dataloader()))
     model.eval()
-    cached = model.memory(batch, "train")
+    cached, mask = model.memory(batch, "train")
+    assert mask is None
     torch.testing.assert_close(cached, model.encode(batch["image"]), atol=2e-2, rtol=2e-2)  # fp16 storage
     assert set(model._feature_caches) == {"train"} and len(model._feature_caches["train"]) == 3
 

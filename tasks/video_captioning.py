@@ -1,0 +1,93 @@
+"""Video captioning with temporal attention over frames (Yao et al. 2015).
+
+frames [B, T, 3, H, W] -> the shared image encoder on all B*T frames at once -> mean over each frame's grid
+-> frame features [B, T, D] (padded frames masked) -> the shared attention LSTM decoder attends over the T frames
+at every word. ``temporal=mean`` is the baseline without temporal attention: the decoder sees one position, the
+mean of the real frames.
+
+Everything else (losses, batched beam search decoding, BLEU-1..4 and CIDEr-D, attention entropy, checkpoints) is
+the image captioner's (``tasks.captioning.ImageCaptioner``). Attention correctness here is temporal: for each
+generated word that names an event's object or action, the attention mass on that event's frames, next to what
+uniform weights over the real frames give.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from tasks.attention_correctness import word_object_grounding
+from tasks.captioning import ImageCaptioner
+from tasks.figure_logging import log_figure, log_table
+from tasks.video_figures import frame_attention_figure
+
+TEMPORAL = ("attention", "mean")
+
+
+class VideoCaptioner(ImageCaptioner):
+    """Temporal attention over frame features; see the module docstring."""
+
+    def __init__(self, temporal: str = "attention", num_frames: int = 16, **captioner: Any) -> None:
+        """
+        Args:
+            temporal: "attention" (soft attention over frames at every word) or "mean" (the mean-pool baseline).
+            num_frames: frames per clip (for figures).
+            captioner: the image captioner's arguments (vocabulary, image_size, encoder, decoder sizes, attention
+                soft|hard, decoding, optimiser; see ``tasks.captioning.ImageCaptioner``).
+        """
+        if temporal not in TEMPORAL:
+            raise ValueError(f"model.temporal={temporal!r}; choose one of {list(TEMPORAL)}")
+        super().__init__(**captioner)
+
+    def memory(self, batch: dict[str, Any], split: str) -> tuple[Tensor, Tensor | None]:
+        """frames [B, T, 3, H, W] + frame_mask [B, T] -> frame features [B, T, D] and mask (mean: [B, 1, D], None)."""
+        frames, frame_mask = batch["frames"], batch["frame_mask"]
+        batch_size, steps = frames.shape[:2]
+        grids = self.encode(frames.flatten(0, 1))                                       # [B*T, N, D] at once
+        features = grids.mean(dim=1).view(batch_size, steps, -1)                         # [B, T, D]
+        if self.hparams.temporal == "mean":
+            real = frame_mask.unsqueeze(-1).to(features.dtype)                             # [B, T, 1]
+            return (features * real).sum(1, keepdim=True) / real.sum(1, keepdim=True).clamp(min=1), None
+        return features, frame_mask
+
+    def _grounded_mass(self, batch: dict[str, Any], words: Tensor, attention: Tensor
+                       ) -> tuple[Tensor | None, Tensor | None]:
+        """Mass on the frames of the events a word names, and uniform weights' mass there (generated clips)."""
+        if "event_words" not in batch or self.hparams.temporal == "mean":
+            return None, None
+        grounding = word_object_grounding(words, batch["event_words"])                   # [B, L, E]
+        target = (grounding.float() @ batch["event_frames"].float()).clamp(max=1.0)       # [B, L, T]
+        real = batch["frame_mask"].float()                                                # [B, T]
+        named = grounding.any(dim=-1)                                                     # [B, L]
+        mass = (attention.float() * target).sum(-1)                                       # [B, L]
+        uniform = (target * real[:, None]).sum(-1) / real.sum(-1, keepdim=True).clamp(min=1)   # [B, L]
+        return mass[named], uniform[named]
+
+    def _evaluate(self, batch: dict[str, Any], split: str, keep_figure: bool) -> None:
+        super()._evaluate({**batch, "image": batch["frames"][:, 0]}, split, keep_figure)
+        if keep_figure and self._figure_batch is not None:
+            self._figure_batch["frames"] = batch["frames"][: self.hparams.num_figure_samples].float().cpu()
+
+    def _log_figures(self, sample: dict[str, Any]) -> None:
+        """The frame strip of each clip with its caption and every word's attention on every frame."""
+        if self.hparams.temporal == "attention":
+            log_figure(self.trainer, "val/frame_attention", frame_attention_figure(
+                sample["frames"], sample["texts"], sample["attention"]),
+                caption="frames; generated caption; attention of every word on every frame")
+        log_table(self.trainer, "val/captions", ["generated", "references"],
+                  [[text, " | ".join(refs)] for text, refs in zip(sample["texts"], sample["references"],
+                                                                   strict=True)])
+
+    @torch.no_grad()
+    def generate_clips(self, frames: Tensor, beam_size: int | None = None) -> list:
+        """frames [B, T, 3, H, W] -> the decoded caption of each clip (call in eval mode)."""
+        from datamodules.vocabulary import Vocabulary
+        from modules.beam_search import beam_search
+
+        mask = torch.ones(frames.shape[:2], dtype=torch.bool, device=frames.device)
+        memory, mask = self.memory({"frames": frames, "frame_mask": mask}, "test")
+        return beam_search(self.decoder, memory, mask, Vocabulary.BOS_ID, Vocabulary.EOS_ID,
+                           beam_size=beam_size or self.hparams.beam_size, max_len=self.hparams.max_decode_len,
+                           length_penalty=self.hparams.length_penalty)

@@ -1,0 +1,97 @@
+"""The video captioning task: temporal attention over frames, through train.py's flow and as a module."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from datamodules.video_captions import VideoCaptionDataModule
+from suite.run import run
+from tasks.video_captioning import VideoCaptioner
+
+SMALL = ["data.num_clips.train=12", "data.num_clips.val=4", "data.num_clips.test=4", "data.batch_size=4",
+         "data.eval_batch_size=4", "data.num_frames=8", "model.hidden_dim=32", "model.embed_dim=16",
+         "model.attention_dim=16", "model.beam_size=2", "model.max_decode_len=8"]
+EVAL = {"bleu4", "cider", "attention_entropy", "loss"}
+
+
+@pytest.mark.parametrize("temporal", ["attention", "mean"])
+def test_fast_dev_run(make_cfg, temporal):
+    metrics = run(make_cfg("task=video_captioning", f"model.temporal={temporal}", "trainer.fast_dev_run=true",
+                           *SMALL))
+    assert {f"test/{name}" for name in EVAL} <= set(metrics)
+
+
+def test_fit_writes_the_frame_attention_figure(make_cfg):
+    cfg = make_cfg("task=video_captioning", *SMALL, "trainer.max_epochs=1", "trainer.limit_val_batches=1",
+                   "test=false")
+    run(cfg)
+    figure = next((Path(cfg.paths.output_dir) / "figures" / "val_frame_attention").glob("*.png"))
+    assert figure.stat().st_size > 5000
+
+
+@pytest.fixture(scope="module")
+def data() -> VideoCaptionDataModule:
+    datamodule = VideoCaptionDataModule(num_clips={"train": 8, "val": 4, "test": 4}, num_frames=8, batch_size=4,
+                                        num_workers=0, seed=1)
+    datamodule.setup("fit")
+    return datamodule
+
+
+def small_model(data: VideoCaptionDataModule, **kwargs) -> VideoCaptioner:
+    torch.manual_seed(0)
+    return VideoCaptioner(vocabulary=data.vocabulary, image_size=data.image_size, channels=[16, 32, 32],
+                          embed_dim=32, hidden_dim=64, attention_dim=32, dropout=0.0, alpha_c=0.0, **kwargs)
+
+
+def test_frame_encoder_batched_equals_one_frame_at_a_time(data):
+    model = small_model(data).eval()
+    batch = next(iter(data.val_dataloader()))
+    memory, mask = model.memory(batch, "val")                                            # [B, T, D]
+    one = torch.stack([torch.stack([model.encode(frame[None]).mean(1)[0] for frame in clip])
+                       for clip in batch["frames"]])
+    torch.testing.assert_close(memory, one, atol=1e-5, rtol=1e-4)
+    assert mask.all()
+
+
+def test_padded_frames_of_a_shorter_clip_get_zero_attention(data):
+    model = small_model(data).eval()
+    batch = next(iter(data.val_dataloader()))
+    batch["frame_mask"][0, 5:] = False                                                  # clip 0 has 5 real frames
+    memory, mask = model.memory(batch, "val")
+    out = model.decoder(memory, mask, batch["tokens"][:, :-1])
+    assert (out.attention[0, :, 5:] == 0).all() and (out.attention[1:, :, 5:] > 0).all()
+
+
+def test_overfits_one_batch_and_decodes_its_captions(data):
+    model = small_model(data)
+    batch = next(iter(data.val_dataloader()))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(150):
+        memory, mask = model.memory(batch, "train")
+        losses = model._losses(model.decoder(memory, mask, batch["tokens"][:, :-1]), batch["tokens"], 0.0)
+        optimizer.zero_grad()
+        losses["loss"].backward()
+        optimizer.step()
+    assert losses["nll"] < 0.1
+    model.eval()
+    decoded = [data.vocabulary.decode(h.tokens) for h in model.generate_clips(batch["frames"], beam_size=2)]
+    assert decoded == data.vocabulary.decode_batch(batch["tokens"])
+
+
+def test_temporal_correctness_on_maps_that_look_at_the_named_event(data):
+    model = small_model(data).eval()
+    batch = next(iter(data.val_dataloader()))
+    ids = batch["event_words"][:, 0, :1]                                   # [B, 1]: the first event's colour
+    frames = batch["event_frames"][:, 0].float()                                         # [B, T]
+    on_event = frames / frames.sum(-1, keepdim=True)
+    mass, uniform = model._grounded_mass(batch, ids, on_event[:, None])
+    torch.testing.assert_close(mass, torch.ones_like(mass))
+    assert (uniform > 0).all() and uniform.min() < 1  # a word naming the object of both events covers all frames
+
+
+def test_unknown_temporal_mode_lists_the_choices(data):
+    with pytest.raises(ValueError, match=r"model.temporal='lstm'.*\['attention', 'mean'\]"):
+        small_model(data, temporal="lstm")
