@@ -41,6 +41,7 @@ from tasks.caption_figures import attention_caption_figure, caption_table_rows
 from tasks.caption_metrics import caption_metric_collection
 from tasks.figure_logging import log_figure, log_table
 from tasks.optim import adamw_one_cycle
+from tasks.saved_vocabularies import load_vocabularies, save_vocabularies
 
 ATTENTION_TYPES = ("soft", "hard")
 EVAL_SPLITS = ("val", "test")
@@ -295,13 +296,10 @@ class ImageCaptioner(pl.LightningModule):
     # --- checkpoints and optimiser -------------------------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["vocabulary"] = self.vocabulary.to_json()
+        save_vocabularies(checkpoint, vocabulary=self.vocabulary)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if "vocabulary" not in checkpoint:
-            raise KeyError("this checkpoint has no 'vocabulary' entry (written by an older version?): "
-                           "it cannot turn word ids back into words; retrain or add the vocabulary")
-        self.vocabulary = Vocabulary.from_json(checkpoint["vocabulary"])
+        (self.vocabulary,) = load_vocabularies(checkpoint, "vocabulary")
 
     def configure_optimizers(self) -> dict[str, Any]:
         encoder = [p for p in self.encoder.parameters() if p.requires_grad]

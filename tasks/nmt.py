@@ -34,6 +34,7 @@ from modules.encoders import TextEncoder, TextEncoding
 from tasks.alignment_figures import alignment_figure
 from tasks.figure_logging import log_figure, log_table
 from tasks.optim import adamw_one_cycle
+from tasks.saved_vocabularies import load_vocabularies, save_vocabularies
 
 ATTENTION_KINDS = {  # model.attention -> (score, query, deep output)
     "bahdanau": ("additive", "previous", True),
@@ -213,16 +214,12 @@ class TranslationModel(pl.LightningModule):
     # --- checkpoints and optimiser -------------------------------------------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["source_vocabulary"] = self.source_vocabulary.to_json()
-        checkpoint["target_vocabulary"] = self.target_vocabulary.to_json()
+        save_vocabularies(checkpoint, source_vocabulary=self.source_vocabulary,
+                          target_vocabulary=self.target_vocabulary)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        missing = [k for k in ("source_vocabulary", "target_vocabulary") if k not in checkpoint]
-        if missing:
-            raise KeyError(f"this checkpoint has no {missing} entry (written by an older version?): it cannot "
-                           f"tokenise sources or turn ids back into text; retrain or add the tokenisers")
-        self.source_vocabulary = Vocabulary.from_json(checkpoint["source_vocabulary"])
-        self.target_vocabulary = Vocabulary.from_json(checkpoint["target_vocabulary"])
+        self.source_vocabulary, self.target_vocabulary = load_vocabularies(
+            checkpoint, "source_vocabulary", "target_vocabulary")
 
     def configure_optimizers(self) -> dict[str, Any]:
         return adamw_one_cycle(self, [{"params": [p for p in self.parameters() if p.requires_grad]}],

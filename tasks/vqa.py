@@ -27,6 +27,7 @@ from modules.stacked_attention import StackedAttention
 from tasks.attention_correctness import box_cell_cover
 from tasks.figure_logging import log_figure
 from tasks.optim import adamw_one_cycle
+from tasks.saved_vocabularies import load_vocabularies, save_vocabularies
 from tasks.vqa_accuracy import VQAAccuracy
 from tasks.vqa_figures import hop_attention_figure
 
@@ -201,13 +202,10 @@ class StackedAttentionVQA(pl.LightningModule):
         self._log_epoch("test")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["question_vocabulary"] = self.question_vocabulary.to_json()
+        save_vocabularies(checkpoint, question_vocabulary=self.question_vocabulary)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if "question_vocabulary" not in checkpoint:
-            raise KeyError("this checkpoint has no 'question_vocabulary' entry (written by an older version?): it "
-                           "cannot tokenise questions; retrain or add the vocabulary")
-        self.question_vocabulary = Vocabulary.from_json(checkpoint["question_vocabulary"])
+        (self.question_vocabulary,) = load_vocabularies(checkpoint, "question_vocabulary")
 
     def configure_optimizers(self) -> dict[str, Any]:
         return adamw_one_cycle(self, [{"params": [p for p in self.parameters() if p.requires_grad]}],

@@ -63,7 +63,7 @@ def test_checkpoint_without_vocabulary_is_refused_with_a_reason(make_cfg, tmp_pa
     checkpoint = torch.load(last, weights_only=True)
     del checkpoint["vocabulary"]
     torch.save(checkpoint, tmp_path / "old.ckpt")
-    with pytest.raises(KeyError, match="no 'vocabulary' entry"):
+    with pytest.raises(KeyError, match=r"no \['vocabulary'\] entry"):
         ImageCaptioner.load_from_checkpoint(tmp_path / "old.ckpt", weights_only=True)
 
 
