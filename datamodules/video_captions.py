@@ -1,15 +1,21 @@
-"""Video captioning data: generated clips of events (default, no download; ``datamodules.synthetic.event_clips``).
+"""Video captioning data: generated clips of events (default, no download) or MSVD / MSR-VTT from disk.
 
-Each clip is ``num_frames`` frames in which objects appear, leave, move or change colour, one event after
-another; its captions describe the events in order, and the frames of every event are kept, so the task can
-score where in time the model attends. Clips are rendered once at setup (uint8 in memory), deterministic per
-(seed, split, index).
+``clips``: ``num_frames`` frames in which objects appear, leave, move or change colour, one event after another
+(``datamodules.synthetic.event_clips``); captions describe the events in order, and the frames of every event are
+kept, so the task can score where in time the model attends. Rendered once at setup, deterministic per (seed,
+split, index).
+
+``msvd`` / ``msrvtt``: captions from ``MSR Video Description Corpus.csv`` or ``*_videodatainfo.json``
+(``datamodules.video_annotations``); frames from video files, folders of frame images, or precomputed ``.npy``
+features [T, D] per clip (``datamodules.video_frames``), ``num_frames`` sampled uniformly; shorter clips are padded
+and masked. Clips whose video is missing stop with its path, or with ``skip_bad_videos`` are skipped and counted.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,11 +25,31 @@ from torch.utils.data import DataLoader, Dataset
 
 from datamodules.sampling import SplitLoaders, make_dataloader, split_index
 from datamodules.synthetic.event_clips import EventClips
+from datamodules.video_annotations import VideoCaptions, load_msrvtt, load_msvd
+from datamodules.video_frames import FeatureSource, FrameFolderSource, VideoFileSource, pad_clips
 from datamodules.vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("clips",)
+SOURCES = ("clips", "msvd", "msrvtt")
+FRAME_SOURCES = {"video": VideoFileSource, "folder": FrameFolderSource, "features": FeatureSource}
+
+
+class DiskClips:
+    """A split of a real corpus: clip keys with captions; frames (or features) read on demand."""
+
+    def __init__(self, records: list[VideoCaptions], source: Any, num_frames: int, image_size: int) -> None:
+        self.records, self.source = records, source
+        self.num_frames, self.image_size = num_frames, image_size
+        self.captions = [record.captions for record in records]
+        self.events = [[] for _ in records]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def clip(self, i: int) -> torch.Tensor:
+        """Clip i: frames [T <= num_frames, 3, S, S] in [0, 1], or features [T <= num_frames, D]."""
+        return self.source.load(self.records[i].key, self.num_frames, self.image_size)[0]
 
 
 class RenderedClips:
@@ -77,20 +103,22 @@ class ClipCollate:
     generated clips, event_words [B, E, A] (vocabulary ids of the words naming each event, -1 padded) and
     event_frames [B, E, T] (the frames of each event)."""
 
-    def __init__(self, vocabulary: Vocabulary, max_words: int | None) -> None:
+    def __init__(self, vocabulary: Vocabulary, max_words: int | None, num_frames: int, features: bool = False) -> None:
         self.vocabulary, self.max_words = vocabulary, max_words
+        self.num_frames, self.features = num_frames, features
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        frames = torch.stack([item["frames"] for item in items])                                 # [B, T, 3, H, W]
-        batch: dict[str, Any] = {"frames": frames, "frame_mask": torch.ones(frames.shape[:2], dtype=torch.bool),
+        frames, frame_mask = pad_clips([item["frames"] for item in items], self.num_frames)  # [B, K, ...], [B, K]
+        batch: dict[str, Any] = {"features" if self.features else "frames": frames, "frame_mask": frame_mask,
                                  "clip_index": torch.tensor([item["clip_index"] for item in items])}
         if "caption" in items[0]:
             captions = [item["caption"] for item in items]
         else:
             batch["references"] = [item["references"] for item in items]
             captions = [refs[0] for refs in batch["references"]]
-            batch["event_words"], batch["event_frames"] = self._events([item["events"] for item in items],
-                                                                       frames.size(1))
+            if items[0]["events"]:  # generated clips: the ground truth of every event
+                batch["event_words"], batch["event_frames"] = self._events([item["events"] for item in items],
+                                                                           frames.size(1))
         batch["tokens"], batch["lengths"] = self.vocabulary.encode_batch(captions, max_len=self.max_words)
         return batch
 
@@ -115,20 +143,34 @@ class VideoCaptionDataModule(SplitLoaders, pl.LightningDataModule):
     """Captioned clips for ``tasks.video_captioning``.
 
     Args:
-        source: clips (generated).
-        num_clips: clips per split {train, val, test}.
-        num_frames, image_size, events_per_clip, num_captions: the generated clips.
+        source: clips (generated) | msvd | msrvtt.
+        num_clips: generated clips per split {train, val, test}.
+        num_frames: frames per clip (real clips: sampled uniformly; shorter ones padded and masked).
+        image_size: frame size (generated canvas; real frames resized to it).
+        events_per_clip, num_captions: the generated clips.
+        root: the real corpus folder; annotations: the caption file(s) in it (default: the corpus' usual names);
+        frames: where real frames come from: video (files ``<frames_dir>/<key>.avi|mp4|webm``, PyAV), folder
+            (``<frames_dir>/<key>/*.jpg``) or features (``<frames_dir>/<key>.npy``, [T, D]); frames_dir: relative
+            to root; skip_bad_videos: skip (and count) clips whose video is missing instead of stopping;
+            msvd_split_sizes: MSVD's train/val/test clips in order of first appearance (the standard 1200/100/670).
         max_caption_words: longer captions are truncated.
         batch_size, eval_batch_size, num_workers, seed: loading.
     """
 
     def __init__(self, source: str = "clips", num_clips: dict[str, int] | None = None, num_frames: int = 16,
                  image_size: int = 32, events_per_clip: int = 2, num_captions: int = 3,
-                 max_caption_words: int | None = 24, batch_size: int = 32, eval_batch_size: int | None = None,
+                 max_caption_words: int | None = 24, root: str | None = None,
+                 annotations: str | list[str] | None = None, frames: str = "video", frames_dir: str = "videos",
+                 skip_bad_videos: bool = False, msvd_split_sizes: tuple[int, int, int] = (1200, 100, 670),
+                 batch_size: int = 32, eval_batch_size: int | None = None,
                  num_workers: int | str = "auto", seed: int = 0) -> None:
         super().__init__()
         if source not in SOURCES:
             raise ValueError(f"data.source={source!r} is not a known video source; choose one of {list(SOURCES)}")
+        if frames not in FRAME_SOURCES:
+            raise ValueError(f"data.frames={frames!r}; choose one of {list(FRAME_SOURCES)}")
+        if source != "clips" and not root:
+            raise ValueError(f"data.source={source} needs data.root: the folder with the captions and the videos")
         self.save_hyperparameters()
         self.num_clips = {"train": 1500, "val": 150, "test": 300, **(num_clips or {})}
         self.splits: dict[str, RenderedClips] = {}
@@ -146,7 +188,46 @@ class VideoCaptionDataModule(SplitLoaders, pl.LightningDataModule):
     def image_size(self) -> int:
         return self.hparams.image_size
 
-    def _clips(self, split: str) -> RenderedClips:
+    @property
+    def feature_dim(self) -> int | None:
+        """Size of precomputed frame features (data.frames=features), else None (frames go through the encoder)."""
+        if self.hparams.frames != "features" or self.hparams.source == "clips":
+            return None
+        return int(self._clips("train").clip(0).shape[-1])
+
+    def _disk_clips(self, split: str) -> DiskClips:
+        hp = self.hparams
+        root = Path(hp.root).expanduser()
+        if hp.source == "msvd":
+            records, counts = load_msvd(root / (hp.annotations or "MSR Video Description Corpus.csv"), split,
+                                        split_sizes=tuple(hp.msvd_split_sizes))
+        else:
+            files = hp.annotations or ["train_val_videodatainfo.json", "test_videodatainfo.json"]
+            names = [files] if isinstance(files, str) else files
+            records, counts = load_msrvtt([root / name for name in names if (root / name).exists()], split)
+        source = FRAME_SOURCES[hp.frames](root / hp.frames_dir)
+        missing = [r for r in records if not self._has_frames(source, r.key)]
+        if missing and not hp.skip_bad_videos:
+            raise FileNotFoundError(f"{len(missing)} {split} clips have no {hp.frames} under {root / hp.frames_dir}, "
+                                    f"e.g. {missing[0].key}; data.skip_bad_videos=true skips (and counts) them")
+        counts["missing_videos"] = len(missing)
+        dropped = {k: v for k, v in counts.items() if v}
+        if dropped:
+            log.warning("%s %s: %s", hp.source, split, ", ".join(f"{k} {v}" for k, v in dropped.items()))
+        kept = [r for r in records if r not in missing]
+        return DiskClips(kept, source, hp.num_frames, hp.image_size)
+
+    @staticmethod
+    def _has_frames(source: Any, key: str) -> bool:
+        if isinstance(source, VideoFileSource):
+            return any((source.root / f"{key}{ext}").is_file() for ext in source.extensions)
+        if isinstance(source, FrameFolderSource):
+            return (source.root / key).is_dir()
+        return (source.root / f"{key}.npy").is_file()
+
+    def _clips(self, split: str) -> RenderedClips | DiskClips:
+        if split not in self.splits and self.hparams.source != "clips":
+            self.splits[split] = self._disk_clips(split)
         if split not in self.splits:
             hp = self.hparams
             self.splits[split] = RenderedClips(EventClips(
@@ -168,4 +249,5 @@ class VideoCaptionDataModule(SplitLoaders, pl.LightningDataModule):
             batch_size = self.hparams.eval_batch_size or self.hparams.batch_size
         return make_dataloader(dataset, batch_size=batch_size, shuffle=shuffle, seed=self.hparams.seed,
                                num_workers=self.hparams.num_workers, trainer=self.trainer,
-                               collate_fn=ClipCollate(self.vocabulary, self.hparams.max_caption_words))
+                               collate_fn=ClipCollate(self.vocabulary, self.hparams.max_caption_words,
+                                                      self.hparams.num_frames, self.feature_dim is not None))

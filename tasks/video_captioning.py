@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from tasks.attention_correctness import word_object_grounding
 from tasks.captioning import ImageCaptioner
@@ -29,24 +29,32 @@ TEMPORAL = ("attention", "mean")
 class VideoCaptioner(ImageCaptioner):
     """Temporal attention over frame features; see the module docstring."""
 
-    def __init__(self, temporal: str = "attention", num_frames: int = 16, **captioner: Any) -> None:
+    def __init__(self, temporal: str = "attention", num_frames: int = 16, feature_dim: int | None = None,
+                 **captioner: Any) -> None:
         """
         Args:
             temporal: "attention" (soft attention over frames at every word) or "mean" (the mean-pool baseline).
             num_frames: frames per clip (for figures).
+            feature_dim: size of precomputed per-frame features read from disk (projected to the encoder's size);
+                None: frames go through the image encoder.
             captioner: the image captioner's arguments (vocabulary, image_size, encoder, decoder sizes, attention
                 soft|hard, decoding, optimiser; see ``tasks.captioning.ImageCaptioner``).
         """
         if temporal not in TEMPORAL:
             raise ValueError(f"model.temporal={temporal!r}; choose one of {list(TEMPORAL)}")
         super().__init__(**captioner)
+        self.feature_proj = nn.Linear(feature_dim, self.encoder.out_dim) if feature_dim else None
 
     def memory(self, batch: dict[str, Any], split: str) -> tuple[Tensor, Tensor | None]:
         """frames [B, T, 3, H, W] + frame_mask [B, T] -> frame features [B, T, D] and mask (mean: [B, 1, D], None)."""
-        frames, frame_mask = batch["frames"], batch["frame_mask"]
-        batch_size, steps = frames.shape[:2]
-        grids = self.encode(frames.flatten(0, 1))                                       # [B*T, N, D] at once
-        features = grids.mean(dim=1).view(batch_size, steps, -1)                         # [B, T, D]
+        frame_mask = batch["frame_mask"]
+        if self.feature_proj is not None:                                                 # precomputed [B, T, F]
+            features = torch.tanh(self.feature_proj(batch["features"]))                   # [B, T, D]
+        else:
+            frames = batch["frames"]
+            batch_size, steps = frames.shape[:2]
+            grids = self.encode(frames.flatten(0, 1))                                     # [B*T, N, D] at once
+            features = grids.mean(dim=1).view(batch_size, steps, -1)                      # [B, T, D]
         if self.hparams.temporal == "mean":
             real = frame_mask.unsqueeze(-1).to(features.dtype)                             # [B, T, 1]
             return (features * real).sum(1, keepdim=True) / real.sum(1, keepdim=True).clamp(min=1), None
@@ -66,8 +74,10 @@ class VideoCaptioner(ImageCaptioner):
         return mass[named], uniform[named]
 
     def _evaluate(self, batch: dict[str, Any], split: str, keep_figure: bool) -> None:
-        super()._evaluate({**batch, "image": batch["frames"][:, 0]}, split, keep_figure)
-        if keep_figure and self._figure_batch is not None:
+        has_frames = "frames" in batch
+        first = batch["frames"][:, 0] if has_frames else torch.zeros(len(batch["tokens"]), 3, 8, 8)
+        super()._evaluate({**batch, "image": first}, split, keep_figure and has_frames)
+        if keep_figure and has_frames and self._figure_batch is not None:
             self._figure_batch["frames"] = batch["frames"][: self.hparams.num_figure_samples].float().cpu()
 
     def _log_figures(self, sample: dict[str, Any]) -> None:

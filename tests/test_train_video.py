@@ -95,3 +95,45 @@ def test_temporal_correctness_on_maps_that_look_at_the_named_event(data):
 def test_unknown_temporal_mode_lists_the_choices(data):
     with pytest.raises(ValueError, match=r"model.temporal='lstm'.*\['attention', 'mean'\]"):
         small_model(data, temporal="lstm")
+
+
+def test_msvd_preset_on_real_video_files_and_missing_videos(make_cfg, tmp_path):
+    from tests.datamodules.test_video_annotations import write_msvd
+    from tests.datamodules.test_video_frames import write_video
+
+    write_msvd(tmp_path / "MSR Video Description Corpus.csv")
+    keys = ["mv89psg6zh4_33_46", "60x_yxy7Sfw_1_9", "-4wsuPCjDBc_5_15", "-_hbPLsZvvo_19_25"]
+    (tmp_path / "videos").mkdir()
+    for n, key in enumerate(keys[:3]):  # the last clip's video is missing; one video is shorter than num_frames
+        write_video(tmp_path / "videos" / f"{key}.mp4", [(200, 30 * n, 40)] * (4 if n == 0 else 10))
+    overrides = ["experiment=video_msvd", f"data.root={tmp_path}", "data.msvd_split_sizes=[2,1,1]",
+                 "data.num_frames=6", "data.image_size=32", "model.encoder=conv", "model.hidden_dim=16",
+                 "model.embed_dim=8", "model.attention_dim=8", "data.batch_size=2", "trainer.precision=32-true",
+                 "trainer.fast_dev_run=true", "model.beam_size=2"]
+    with pytest.raises(Exception, match="skip_bad_videos"):
+        run(make_cfg(*overrides))
+    metrics = run(make_cfg(*overrides, "data.skip_bad_videos=true", "test=false"))
+    assert "val/cider" in metrics
+
+
+def test_precomputed_frame_features_from_npy_files(make_cfg, tmp_path):
+    import numpy as np
+
+    from tests.datamodules.test_video_annotations import write_msvd
+
+    write_msvd(tmp_path / "MSR Video Description Corpus.csv")
+    (tmp_path / "feats").mkdir()
+    keys = ["mv89psg6zh4_33_46", "60x_yxy7Sfw_1_9", "-4wsuPCjDBc_5_15", "-_hbPLsZvvo_19_25"]
+    for n, key in enumerate(keys):
+        np.save(tmp_path / "feats" / f"{key}.npy", np.random.default_rng(n).normal(size=(3 + n, 20)).astype("f4"))
+    cfg = make_cfg("experiment=video_msvd", f"data.root={tmp_path}", "data.msvd_split_sizes=[2,1,1]",
+                   "data.frames=features", "data.frames_dir=feats", "data.num_frames=5", "model.encoder=conv",
+                   "data.image_size=32", "model.hidden_dim=16", "model.embed_dim=8", "model.attention_dim=8",
+                   "data.batch_size=2", "trainer.precision=32-true", "trainer.fast_dev_run=true")
+    metrics = run(cfg)
+    assert "test/cider" in metrics
+    data = VideoCaptionDataModule(source="msvd", root=str(tmp_path), frames="features", frames_dir="feats",
+                                  num_frames=5, msvd_split_sizes=(2, 1, 1), batch_size=2, num_workers=0)
+    batch = next(iter(data.train_dataloader()))
+    assert data.feature_dim == 20 and batch["features"].shape == (2, 5, 20)
+    assert set(batch["frame_mask"].sum(1).tolist()) <= {3, 4}  # clips of 3 and 4 rows, padded to 5 and masked
