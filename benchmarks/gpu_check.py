@@ -31,6 +31,9 @@ RUNS = [  # (name, task, overrides, metric to report)
     ("captioning hard bf16-mixed", "captioning", ["trainer.max_epochs=2", "trainer.precision=bf16-mixed",
                                                   "model.attention=hard"], "test/cider"),
     ("nmt bahdanau bf16-mixed", "nmt", ["trainer.max_epochs=1", "trainer.precision=bf16-mixed"], "test/bleu"),
+    ("vqa san-2 bf16-mixed", "vqa", ["trainer.max_epochs=1", "trainer.precision=bf16-mixed"], "test/acc"),
+    ("video_captioning attention bf16-mixed", "video_captioning", ["trainer.max_epochs=2",
+                                                                   "trainer.precision=bf16-mixed"], "test/cider"),
 ]
 
 
@@ -38,6 +41,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "gpu_check.md")
     parser.add_argument("--runs-dir", type=Path, default=Path("/tmp/gpu_check_runs"))
+    parser.add_argument("--tasks", nargs="+", help="only these tasks (default: all)")
+    parser.add_argument("--no-beam", action="store_true", help="skip the CUDA beam search comparison")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA device: this check needs a GPU")
@@ -46,6 +51,8 @@ def main() -> None:
              "| run | train samples/s (median epoch) | s per epoch | metric | wall s | peak host RSS GiB |",
              "|---|---|---|---|---|---|"]
     for name, task, overrides, metric in RUNS:
+        if args.tasks and task not in args.tasks:
+            continue
         try:
             run = training_runs.run_training(task, name.replace(" ", "_"), ["trainer.enable_model_summary=false",
                                                                           *overrides], args.runs_dir, trainer="gpu")
@@ -56,8 +63,9 @@ def main() -> None:
             lines.append(f"| {name} | FAILED | | {str(failure).splitlines()[-1][:150]} | | |")
         print(lines[-1], flush=True)
     beam_out = args.out.with_name("beam_search_cuda.md")
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "beam_search.py"), "--device", "cuda",
-                    "--sizes", "1", "64", "256", "--out", str(beam_out)], check=False)
+    if not args.no_beam:
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "beam_search.py"), "--device", "cuda",
+                        "--sizes", "1", "64", "256", "--out", str(beam_out)], check=False)
     report = "\n".join(lines) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report)
