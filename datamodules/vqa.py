@@ -17,6 +17,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.caption_corpora import image_transform
@@ -68,8 +69,6 @@ class VQA2Questions(Dataset):
 
     def __getitem__(self, idx: int) -> dict[str, Any]:
         item = self.items[split_index(idx, len(self.items))[1]]
-        from PIL import Image
-
         try:
             with Image.open(item.image_path) as image:
                 pixels = self.transform(image.convert("RGB"))                                # [3, S, S]

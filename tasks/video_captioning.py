@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from datamodules.vocabulary import Vocabulary
+from modules.beam_search import Hypothesis, beam_search
 from tasks.attention_correctness import word_object_grounding
 from tasks.captioning import ImageCaptioner
 from tasks.figure_logging import log_figure, log_table
@@ -91,11 +93,8 @@ class VideoCaptioner(ImageCaptioner):
                                                                    strict=True)])
 
     @torch.no_grad()
-    def generate_clips(self, frames: Tensor, beam_size: int | None = None) -> list:
+    def generate_clips(self, frames: Tensor, beam_size: int | None = None) -> list[Hypothesis]:
         """frames [B, T, 3, H, W] -> the decoded caption of each clip (call in eval mode)."""
-        from datamodules.vocabulary import Vocabulary
-        from modules.beam_search import beam_search
-
         mask = torch.ones(frames.shape[:2], dtype=torch.bool, device=frames.device)
         memory, mask = self.memory({"frames": frames, "frame_mask": mask}, "test")
         return beam_search(self.decoder, memory, mask, Vocabulary.BOS_ID, Vocabulary.EOS_ID,
