@@ -107,12 +107,8 @@ class CaptionCollate:
         for b, (image_boxes, names) in enumerate(objects):
             boxes[b, : len(names)] = torch.as_tensor(image_boxes, dtype=torch.float)
             for k, words in enumerate(names):
-                ids[b, k, : len(words)] = torch.tensor([self._word_id(word) for word in words])
+                ids[b, k, : len(words)] = torch.tensor([self.vocabulary.word_id(word) for word in words])
         return boxes, ids
-
-    def _word_id(self, word: str) -> int:
-        ids = self.vocabulary.encode(word)
-        return ids[0] if len(ids) == 1 and ids[0] != self.vocabulary.unk_id else -1
 
 
 def collate_images_with_index(items: list[dict[str, Any]]) -> dict[str, Tensor]:

@@ -130,13 +130,9 @@ class ClipCollate:
         frames = torch.zeros(len(events), most, num_frames, dtype=torch.bool)
         for b, clip in enumerate(events):
             for k, event in enumerate(clip):
-                ids[b, k, : len(words[b][k])] = torch.tensor([self._word_id(w) for w in words[b][k]])
+                ids[b, k, : len(words[b][k])] = torch.tensor([self.vocabulary.word_id(w) for w in words[b][k]])
                 frames[b, k, event.frames[0]: event.frames[1]] = True
         return ids, frames
-
-    def _word_id(self, word: str) -> int:
-        ids = self.vocabulary.encode(word)
-        return ids[0] if len(ids) == 1 and ids[0] != self.vocabulary.unk_id else -1
 
 
 class VideoCaptionDataModule(SplitLoaders, pl.LightningDataModule):

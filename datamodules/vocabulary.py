@@ -321,6 +321,11 @@ class Vocabulary:
             raise TypeError(f"encode expects a str, got {type(text).__name__}")
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
+    def word_id(self, word: str) -> int:
+        """The id of a single known word, or -1 (unknown, or not one token): for naming objects in ground truth."""
+        ids = self.encode(word)
+        return ids[0] if len(ids) == 1 and ids[0] != self.unk_id else -1
+
     def encode_batch(self, texts: Sequence[str], max_len: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode and pad a batch as ``<bos> w1 .. wn <eos> <pad> ..``.
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.error import URLError
 
@@ -293,3 +294,25 @@ class TextEncoder(nn.Module):
         positions = torch.arange(steps, device=tokens.device)             # [S]
         mask = positions.unsqueeze(0) < lengths.to(tokens.device).unsqueeze(1)  # [B, S]
         return TextEncoding(states=states, mask=mask, final=final)
+
+
+def image_encoder_from_options(encoder: str, channels: Sequence[int], strided: bool, resnet_arch: str,
+                               pretrained: bool, trainable: str, grid_size: int) -> nn.Module:
+    """The image encoder a task's flat options describe: "conv" (channels, strided) or "resnet" (the rest)."""
+    if encoder == "conv":
+        return build_image_encoder("conv", channels=tuple(channels), strided=strided)
+    return build_image_encoder(encoder, arch=resnet_arch, pretrained=pretrained, trainable=trainable,
+                               grid_size=grid_size)
+
+
+@torch.no_grad()
+def measure_grid(encoder: nn.Module, image_size: int) -> tuple[int, int]:
+    """The encoder's square grid (h, w) for this input size, by one forward pass in eval mode (mode restored)."""
+    was_training = encoder.training
+    encoder.eval()
+    positions = encoder(torch.zeros(1, 3, image_size, image_size)).shape[1]
+    encoder.train(was_training)
+    side = int(round(positions ** 0.5))
+    if side * side != positions:
+        raise ValueError(f"encoder gives {positions} positions for a {image_size}px image; expected a square grid")
+    return side, side

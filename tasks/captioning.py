@@ -30,7 +30,7 @@ from torchmetrics import MeanMetric
 from datamodules.vocabulary import Vocabulary
 from modules.beam_search import Hypothesis, beam_search
 from modules.decoders import AttentionLSTMDecoder, DecoderOutput, doubly_stochastic_penalty
-from modules.encoders import build_image_encoder, is_frozen
+from modules.encoders import IMAGENET_MEAN, IMAGENET_STD, image_encoder_from_options, is_frozen, measure_grid
 from modules.feature_cache import FeatureCache
 from tasks.attention_correctness import (
     attention_entropy,
@@ -45,8 +45,6 @@ from tasks.saved_vocabularies import load_vocabularies, save_vocabularies
 
 ATTENTION_TYPES = ("soft", "hard")
 EVAL_SPLITS = ("val", "test")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class ImageCaptioner(pl.LightningModule):
@@ -95,15 +93,12 @@ class ImageCaptioner(pl.LightningModule):
             raise ValueError("ImageCaptioner needs a vocabulary (or vocab_size when restoring a checkpoint)")
         self.save_hyperparameters(ignore=["vocabulary"])
         self.vocabulary = vocabulary
-        if encoder == "conv":
-            self.encoder = build_image_encoder("conv", channels=tuple(channels), strided=strided)
-        else:
-            self.encoder = build_image_encoder(encoder, arch=resnet_arch, pretrained=pretrained, trainable=trainable,
-                                               grid_size=grid_size)
+        self.encoder = image_encoder_from_options(encoder, channels, strided, resnet_arch, pretrained, trainable,
+                                                  grid_size)
         self.normalize = encoder == "resnet"  # torchvision trunks expect ImageNet-normalised input
         self.register_buffer("image_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("image_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        self.grid = self._measure_grid(image_size)                                       # (h, w)
+        self.grid = measure_grid(self.encoder, image_size)                                # (h, w)
         if cache_features and not is_frozen(self.encoder):
             raise ValueError("model.cache_features=true needs a frozen encoder (model.encoder=resnet "
                              "model.trainable=none): cached features of a trained encoder would go stale")
@@ -121,18 +116,6 @@ class ImageCaptioner(pl.LightningModule):
         self.correctness_uniform = nn.ModuleDict({f"{split}_": MeanMetric() for split in EVAL_SPLITS})
         self.entropy = nn.ModuleDict({f"{split}_": MeanMetric() for split in EVAL_SPLITS})
         self._figure_batch: dict[str, Any] | None = None
-
-    @torch.no_grad()
-    def _measure_grid(self, image_size: int) -> tuple[int, int]:
-        """The encoder's grid (h, w) for this input size, by one forward pass in eval mode."""
-        was_training = self.encoder.training
-        self.encoder.eval()
-        positions = self.encoder(torch.zeros(1, 3, image_size, image_size)).shape[1]
-        self.encoder.train(was_training)
-        side = int(round(positions ** 0.5))
-        if side * side != positions:
-            raise ValueError(f"encoder gives {positions} positions for a {image_size}px image; expected a square grid")
-        return side, side
 
     # --- model -------------------------------------------------------------------------------------------
 

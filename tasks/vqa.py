@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from datamodules.vocabulary import Vocabulary
-from modules.encoders import TextEncoder, build_image_encoder
+from modules.encoders import IMAGENET_MEAN, IMAGENET_STD, TextEncoder, image_encoder_from_options, measure_grid
 from modules.stacked_attention import StackedAttention
 from tasks.attention_correctness import box_cell_cover
 from tasks.figure_logging import log_figure
@@ -33,8 +33,6 @@ from tasks.vqa_figures import hop_attention_figure
 
 SPLITS = ("train", "val", "test")
 KINDS = ("non_relational", "relational")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class StackedAttentionVQA(pl.LightningModule):
@@ -69,15 +67,12 @@ class StackedAttentionVQA(pl.LightningModule):
             raise ValueError("StackedAttentionVQA needs the question vocabulary and the answer classes")
         self.save_hyperparameters(ignore=["question_vocabulary"])
         self.question_vocabulary = question_vocabulary
-        if encoder == "conv":
-            self.encoder = build_image_encoder("conv", channels=tuple(channels), strided=strided)
-        else:
-            self.encoder = build_image_encoder(encoder, arch=resnet_arch, pretrained=pretrained, trainable=trainable,
-                                               grid_size=grid_size)
+        self.encoder = image_encoder_from_options(encoder, channels, strided, resnet_arch, pretrained, trainable,
+                                                  grid_size)
         self.normalize = encoder == "resnet"
         self.register_buffer("image_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("image_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        self.grid = self._measure_grid(image_size)
+        self.grid = measure_grid(self.encoder, image_size)
         self.image_proj = nn.Linear(self.encoder.out_dim, dim)
         self.question_encoder = TextEncoder(question_vocab_size, embed_dim, dim, rnn="lstm", bidirectional=False,
                                             pad_id=Vocabulary.PAD_ID)
@@ -88,15 +83,6 @@ class StackedAttentionVQA(pl.LightningModule):
         self.correctness_uniform = nn.ModuleDict({f"{s}_": MeanMetric() for s in ("val", "test")})
         self.vqa_accuracy = nn.ModuleDict({f"{s}_": VQAAccuracy() for s in ("val", "test")})
         self._figure_batch: dict[str, Any] | None = None
-
-    @torch.no_grad()
-    def _measure_grid(self, image_size: int) -> tuple[int, int]:
-        was_training = self.encoder.training
-        self.encoder.eval()
-        positions = self.encoder(torch.zeros(1, 3, image_size, image_size)).shape[1]
-        self.encoder.train(was_training)
-        side = int(round(positions ** 0.5))
-        return side, positions // side
 
     def forward(self, images: Tensor, question: Tensor, question_lengths: Tensor) -> tuple[Tensor, list[Tensor]]:
         """images [B, 3, H, W] in [0, 1], question [B, L] ids, lengths [B] -> (logits [B, K], hop maps k x [B, N])."""
