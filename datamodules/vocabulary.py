@@ -321,6 +321,12 @@ class Vocabulary:
             raise TypeError(f"encode expects a str, got {type(text).__name__}")
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
+    def unknown_words(self, text: str) -> list[str]:
+        """The pieces of ``text`` this vocabulary encodes as ``<unk>`` (as written in ``text``)."""
+        encoding = self.tokenizer.encode(text, add_special_tokens=False)
+        return [text[start:end] for (start, end), i in zip(encoding.offsets, encoding.ids, strict=True)
+                if i == self.unk_id]
+
     def word_id(self, word: str) -> int:
         """The id of a single known word, or -1 (unknown, or not one token): for naming objects in ground truth."""
         ids = self.encode(word)

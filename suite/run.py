@@ -16,6 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
+from suite.checkpoints import ConfigInCheckpoint
+from suite.evaluation import evaluated_split, with_checkpoint_task
 from suite.wandb_setup import choose_wandb_mode
 
 log = logging.getLogger(__name__)
@@ -103,7 +105,13 @@ def finish_wandb() -> None:
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
-    """Fit and/or test as the config says; return the last fit metrics and the test metrics as floats."""
+    """Fit and/or test as the config says; return the last fit metrics and the test metrics as floats.
+
+    With ``train=false ckpt_path=X`` (eval.py) the model and data are the checkpoint's own (its saved config), with
+    the command line's ``data.*`` / ``model.*`` overrides applied on top.
+    """
+    if not cfg.get("train", True) and cfg.get("ckpt_path"):
+        cfg = with_checkpoint_task(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     if any(isinstance(node, DictConfig) and "WandbLogger" in str(node.get("_target_", ""))
@@ -118,7 +126,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     model: pl.LightningModule = hydra.utils.instantiate(
         cfg.model, **datamodule_provided_kwargs(cfg.model, datamodule), _convert_="all"
     )
-    callbacks = instantiate_group(cfg.get("callbacks"))
+    callbacks = [*instantiate_group(cfg.get("callbacks")), ConfigInCheckpoint(cfg)]
     loggers = instantiate_group(cfg.get("logger"))
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     log_run_facts(cfg, model, loggers)
@@ -134,7 +142,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
         checkpoints = saved_checkpoints(trainer)
     if cfg.get("test", True):
         test_checkpoint = _checkpoint_to_test(cfg, checkpoints[0])
-        trainer.test(fit_model, datamodule=datamodule, ckpt_path=test_checkpoint)
+        evaluate = trainer.validate if evaluated_split(cfg) == "val" else trainer.test
+        evaluate(fit_model, datamodule=datamodule, ckpt_path=test_checkpoint)
         metrics.update(_as_floats(trainer.callback_metrics))
 
     report_locations(cfg, trainer, checkpoints)

@@ -152,6 +152,19 @@ class ImageCaptioner(pl.LightningModule):
                            beam_size=beam_size or self.hparams.beam_size, max_len=self.hparams.max_decode_len,
                            length_penalty=self.hparams.length_penalty)
 
+    def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> dict[str, list]:
+        """image [B, 3, H, W] in [0, 1] -> {"captions": B strings, "attention": B tensors [L_b, N]} (beam search)."""
+        return self.decode_captions(self.encode(batch["image"]), None)
+
+    @torch.no_grad()
+    def decode_captions(self, memory: Tensor, mask: Tensor | None) -> dict[str, list]:
+        """memory [B, N, D] (+ mask [B, N]) -> the beam-searched caption of each and each word's attention."""
+        hypotheses = beam_search(self.decoder, memory, mask, Vocabulary.BOS_ID, Vocabulary.EOS_ID,
+                                 beam_size=self.hparams.beam_size, max_len=self.hparams.max_decode_len,
+                                 length_penalty=self.hparams.length_penalty)
+        return {"captions": [self.vocabulary.decode(h.tokens) for h in hypotheses],
+                "attention": [h.attention for h in hypotheses]}
+
     # --- losses ------------------------------------------------------------------------------------------
 
     def _losses(self, out: DecoderOutput, tokens: Tensor, smoothing: float) -> dict[str, Tensor]:

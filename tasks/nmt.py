@@ -138,6 +138,17 @@ class TranslationModel(pl.LightningModule):
         hypotheses = self.generate(source.to(self.device), lengths.to(self.device), decode=decode)
         return [self.target_vocabulary.decode(h.tokens) for h in hypotheses]
 
+    def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> dict[str, list]:
+        """source [B, S] + source_lengths [B] -> translations, the tokens on both sides and each target token's
+        attention over the source [L_b, S]."""
+        hypotheses = self.generate(batch["source"], batch["source_lengths"])
+        lengths = batch["source_lengths"].tolist()
+        return {"translations": [self.target_vocabulary.decode(h.tokens) for h in hypotheses],
+                "source_words": [self.source_vocabulary.words(ids[:n].tolist())
+                                 for ids, n in zip(batch["source"].cpu(), lengths, strict=True)],
+                "target_words": [self.target_vocabulary.words(h.tokens) for h in hypotheses],
+                "attention": [h.attention for h in hypotheses]}
+
     # --- steps -------------------------------------------------------------------------------------------
 
     def _nll(self, out: DecoderOutput, target: Tensor, smoothing: float) -> tuple[Tensor, Tensor, Tensor]:

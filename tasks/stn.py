@@ -120,6 +120,13 @@ class STNClassifier(pl.LightningModule):
         _, out = self._shared_step(batch, "test")
         self._update_localisation(batch, out, "test")
 
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int = 0) -> dict[str, torch.Tensor | None]:
+        """image [B, 1, H, W] in [0, 1] -> class probabilities [B, K], what the classifier saw [B, 1, S, S] and
+        theta [B, 2, 3] (None for the plain CNN)."""
+        out = self(batch["image"])
+        return {"probabilities": out["logits"].float().softmax(dim=-1), "transformed": out["transformed"],
+                "theta": out["theta"]}
+
     def _update_localisation(self, batch: dict[str, torch.Tensor], out: dict, split: str) -> None:
         """IoU between the region the transformer samples and the digit's true box (and the identity's)."""
         height, width = batch["image"].shape[-2:]
@@ -143,7 +150,8 @@ class STNClassifier(pl.LightningModule):
         self.log("test/error", 1.0 - self.accuracy["test_"].compute(), sync_dist=False)
 
     def before_after_figure(self, sample: dict[str, Any]) -> plt.Figure:
-        """Two rows: inputs (with the sampled region outlined) and what the classifier sees."""
+        """Two rows: inputs (with the sampled region outlined) and what the classifier sees, titled predicted / true
+        class (``sample``: image, transformed, pred, theta (or None), label (or None: predicted only))."""
         count = sample["image"].shape[0]
         figure, axes = plt.subplots(2, count, figsize=(1.4 * count, 3.2), squeeze=False)
         size = sample["image"].shape[-1]
@@ -157,9 +165,13 @@ class STNClassifier(pl.LightningModule):
                 axes[0, i].set_xlim(-0.5, size - 0.5)
                 axes[0, i].set_ylim(size - 0.5, -0.5)
             axes[1, i].imshow(sample["transformed"][i, 0], cmap="gray", vmin=0, vmax=1)
-            pred, true = int(sample["pred"][i]), int(sample["label"][i])
-            axes[1, i].set_title(f"{self.class_names[pred]} / {self.class_names[true]}", fontsize=8,
-                                 color="green" if pred == true else "red")
+            pred = int(sample["pred"][i])
+            if sample.get("label") is None:  # a prediction on the user's own image: no truth to compare with
+                axes[1, i].set_title(f"predicted {self.class_names[pred]}", fontsize=8)
+            else:
+                true = int(sample["label"][i])
+                axes[1, i].set_title(f"{self.class_names[pred]} / {self.class_names[true]}", fontsize=8,
+                                     color="green" if pred == true else "red")
             for ax in axes[:, i]:
                 ax.axis("off")
         axes[0, 0].set_title("input", fontsize=8, loc="left")

@@ -92,6 +92,11 @@ class VideoCaptioner(ImageCaptioner):
                   [[text, " | ".join(refs)] for text, refs in zip(sample["texts"], sample["references"],
                                                                    strict=True)])
 
+    def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> dict[str, list]:
+        """frames [B, T, 3, H, W] (or features [B, T, F]) + frame_mask [B, T] -> captions and each word's attention
+        over the frames [L_b, T] (over one position, the mean, with temporal=mean)."""
+        return self.decode_captions(*self.memory(batch, "predict"))
+
     @torch.no_grad()
     def generate_clips(self, frames: Tensor, beam_size: int | None = None) -> list[Hypothesis]:
         """frames [B, T, 3, H, W] -> the decoded caption of each clip (call in eval mode)."""

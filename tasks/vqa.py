@@ -35,6 +35,13 @@ SPLITS = ("train", "val", "test")
 KINDS = ("non_relational", "relational")
 
 
+def grid_coordinates(grid: tuple[int, int]) -> Tensor:
+    """(x, y) in [-1, 1] of the cells of an (h, w) grid, in row-major order -> [h * w, 2]."""
+    height, width = grid
+    y, x = torch.meshgrid(torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing="ij")
+    return torch.stack([x.reshape(-1), y.reshape(-1)], dim=-1)
+
+
 class StackedAttentionVQA(pl.LightningModule):
     """SAN: see the module docstring."""
 
@@ -42,7 +49,8 @@ class StackedAttentionVQA(pl.LightningModule):
                  answers: list[str] | None = None, image_size: int = 75, hops: int = 2, encoder: str = "conv",
                  channels: tuple[int, ...] = (32, 64, 128), strided: bool = True, resnet_arch: str = "resnet152",
                  pretrained: bool = False, trainable: str = "none", grid_size: int = 14, dim: int = 256,
-                 attention_dim: int = 128, embed_dim: int = 64, dropout: float = 0.2, lr: float = 2e-3,
+                 attention_dim: int = 128, embed_dim: int = 64, coordinates: bool = True, dropout: float = 0.2,
+                 lr: float = 2e-3,
                  weight_decay: float = 1e-4, warmup_fraction: float = 0.05, num_figure_samples: int = 6) -> None:
         """
         Args:
@@ -56,6 +64,8 @@ class StackedAttentionVQA(pl.LightningModule):
             dim: d, the joint size of image positions and the question vector.
             attention_dim: width of each hop's attention.
             embed_dim: question word embedding size.
+            coordinates: append each grid cell's (x, y) in [-1, 1] to its features before the projection, so an
+                attended sum still says where it looked (Santoro et al. 2017 tag CNN cells the same way).
             dropout: before the answer classifier.
             lr, weight_decay, warmup_fraction: AdamW with a one-cycle schedule.
             num_figure_samples: validation questions shown with their per-hop maps each epoch.
@@ -73,7 +83,9 @@ class StackedAttentionVQA(pl.LightningModule):
         self.register_buffer("image_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("image_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.grid = measure_grid(self.encoder, image_size)
-        self.image_proj = nn.Linear(self.encoder.out_dim, dim)
+        self.image_proj = nn.Linear(self.encoder.out_dim + 2 * coordinates, dim)
+        if coordinates:
+            self.register_buffer("cell_coordinates", grid_coordinates(self.grid), persistent=False)   # [N, 2]
         self.question_encoder = TextEncoder(question_vocab_size, embed_dim, dim, rnn="lstm", bidirectional=False,
                                             pad_id=Vocabulary.PAD_ID)
         self.attention = StackedAttention(dim, hops, attention_dim)
@@ -88,7 +100,11 @@ class StackedAttentionVQA(pl.LightningModule):
         """images [B, 3, H, W] in [0, 1], question [B, L] ids, lengths [B] -> (logits [B, K], hop maps k x [B, N])."""
         if self.normalize:
             images = (images - self.image_mean) / self.image_std
-        image = torch.tanh(self.image_proj(self.encoder(images)))                          # [B, N, d]
+        features = self.encoder(images)                                                    # [B, N, C]
+        if self.hparams.coordinates:
+            where = self.cell_coordinates.to(features.dtype).expand(features.size(0), -1, -1)   # [B, N, 2]
+            features = torch.cat([features, where], dim=-1)                                # [B, N, C + 2]
+        image = torch.tanh(self.image_proj(features))                                      # [B, N, d]
         query = self.question_encoder(question, question_lengths).final                    # [B, d]
         refined, maps = self.attention(image, query)                                       # [B, d]
         return self.classifier(refined), maps
@@ -140,6 +156,12 @@ class StackedAttentionVQA(pl.LightningModule):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         _, _, maps = self._step(batch, "test")
         self._update_correctness(batch, maps, "test")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> dict[str, Any]:
+        """image [B, 3, H, W] in [0, 1], question [B, L] + lengths [B] -> answer probabilities [B, K] and the
+        attention of every hop (k x [B, N])."""
+        logits, maps = self(batch["image"], batch["question"], batch["question_lengths"])
+        return {"probabilities": logits.float().softmax(dim=-1), "maps": maps}
 
     def _update_correctness(self, batch: dict[str, Any], maps: list[Tensor], split: str) -> None:
         """Attention mass of every hop on the boxes of the objects the question is about, and a uniform map's."""
