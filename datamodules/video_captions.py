@@ -23,7 +23,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.sampling import SplitLoaders, make_dataloader, split_index
+from datamodules.sampling import SplitLoaders, make_dataloader, resolve_num_workers, split_index
 from datamodules.synthetic.event_clips import EventClips
 from datamodules.video_annotations import VideoCaptions, load_msrvtt, load_msvd
 from datamodules.video_frames import FeatureSource, FrameFolderSource, VideoFileSource, pad_clips
@@ -96,6 +96,29 @@ class ClipReferences(Dataset):
         i = split_index(idx, len(self.clips))[1]
         return {"frames": self.clips.clip(i), "references": self.clips.captions[i], "clip_index": i,
                 "events": self.clips.events[i]}
+
+
+class ClipFrames(Dataset):
+    """Every clip once with its index (what ``modules.feature_cache`` reads)."""
+
+    def __init__(self, clips: RenderedClips | DiskClips) -> None:
+        self.clips = clips
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {"frames": self.clips.clip(i), "index": i}
+
+    class Collate:
+        """Items -> {image: frames [B, K, 3, H, W] zero-padded to K frames, index [B] long}."""
+
+        def __init__(self, num_frames: int) -> None:
+            self.num_frames = num_frames
+
+        def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+            frames, _ = pad_clips([item["frames"] for item in items], self.num_frames)      # [B, K, 3, H, W]
+            return {"image": frames, "index": torch.tensor([item["index"] for item in items], dtype=torch.long)}
 
 
 class ClipCollate:
@@ -236,6 +259,14 @@ class VideoCaptionDataModule(SplitLoaders, pl.LightningDataModule):
         needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
         for split in needed.get(stage, ("train", "val", "test")):
             self._clips(split)
+
+    def clip_loader(self, split: str) -> DataLoader:
+        """Every clip of a split once, in order, as {image: frames [B, K, 3, H, W] (zero-padded), index [B]} (for a
+        feature cache; not sharded across DDP ranks: each rank caches the whole split)."""
+        return DataLoader(ClipFrames(self._clips(split)), batch_size=self.hparams.eval_batch_size or
+                          self.hparams.batch_size, shuffle=False,
+                          num_workers=resolve_num_workers(self.hparams.num_workers, self.trainer),
+                          collate_fn=ClipFrames.Collate(self.hparams.num_frames))
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if split == "train":

@@ -25,6 +25,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.data import DataLoader
 from torchmetrics import MeanMetric
 
 from datamodules.vocabulary import Vocabulary
@@ -134,12 +135,25 @@ class ImageCaptioner(pl.LightningModule):
         caching, else encoded now) and its mask [B, N] (None: every position is real)."""
         if not self.hparams.cache_features:
             return self.encode(batch["image"]), None
+        return self.cached_features(split, batch["image_index"]), None
+
+    def cached_features(self, split: str, index: Tensor) -> Tensor:
+        """Rows ``index`` [B] of the split's feature cache, built on first use by running
+        ``feature_cache_encoder()`` once over ``feature_cache_loader(split)``."""
         if split not in self._feature_caches:
-            normalized = NormalizedEncoder(self.encoder, self.image_mean, self.image_std, self.normalize)
-            loader = self.trainer.datamodule.image_loader(split)
-            self._feature_caches[split] = FeatureCache.build(normalized, loader, len(loader.dataset), self.device,
-                                                             progress=self.trainer.is_global_zero, split=split)
-        return self._feature_caches[split].lookup(batch["image_index"], self.device), None
+            loader = self.feature_cache_loader(split)
+            self._feature_caches[split] = FeatureCache.build(self.feature_cache_encoder(), loader, len(loader.dataset),
+                                                             self.device, progress=self.trainer.is_global_zero,
+                                                             split=split)
+        return self._feature_caches[split].lookup(index, self.device)
+
+    def feature_cache_encoder(self) -> nn.Module:
+        """The frozen module whose outputs are cached: images [B, 3, H, W] -> grids [B, N, D]."""
+        return NormalizedEncoder(self.encoder, self.image_mean, self.image_std, self.normalize)
+
+    def feature_cache_loader(self, split: str) -> DataLoader:
+        """Every item of a split once, as {image, index} batches."""
+        return self.trainer.datamodule.image_loader(split)
 
     def forward(self, images: Tensor, tokens: Tensor) -> DecoderOutput:
         """Teacher forcing: images [B, 3, H, W], tokens [B, L] ("<bos> .. <eos> <pad>..") -> outputs for L-1 steps."""

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import DataLoader
 
 from datamodules.vocabulary import Vocabulary
 from modules.beam_search import Hypothesis, beam_search
@@ -44,19 +45,29 @@ class VideoCaptioner(ImageCaptioner):
         """
         if temporal not in TEMPORAL:
             raise ValueError(f"model.temporal={temporal!r}; choose one of {list(TEMPORAL)}")
+        if feature_dim and captioner.get("cache_features"):
+            raise ValueError("model.cache_features=true caches what the image encoder computes from frames; features "
+                             "read from disk (data.frames=features) are precomputed already: drop cache_features")
         super().__init__(**captioner)
         self.feature_proj = nn.Linear(feature_dim, self.encoder.out_dim) if feature_dim else None
+
+    def feature_cache_encoder(self) -> nn.Module:
+        """frames [B, T, 3, H, W] -> per-frame features [B, T, D]: the encoder on all B*T frames at once, each
+        frame's grid mean-pooled (also what ``cache_features`` stores, once per clip)."""
+        return FrameFeatures(super().feature_cache_encoder())
+
+    def feature_cache_loader(self, split: str) -> DataLoader:
+        return self.trainer.datamodule.clip_loader(split)
 
     def memory(self, batch: dict[str, Any], split: str) -> tuple[Tensor, Tensor | None]:
         """frames [B, T, 3, H, W] + frame_mask [B, T] -> frame features [B, T, D] and mask (mean: [B, 1, D], None)."""
         frame_mask = batch["frame_mask"]
         if self.feature_proj is not None:                                                 # precomputed [B, T, F]
             features = torch.tanh(self.feature_proj(batch["features"]))                   # [B, T, D]
+        elif self.hparams.cache_features and split != "predict":                          # frozen encoder, cached
+            features = self.cached_features(split, batch["clip_index"])                   # [B, T, D]
         else:
-            frames = batch["frames"]
-            batch_size, steps = frames.shape[:2]
-            grids = self.encode(frames.flatten(0, 1))                                     # [B*T, N, D] at once
-            features = grids.mean(dim=1).view(batch_size, steps, -1)                      # [B, T, D]
+            features = self.feature_cache_encoder()(batch["frames"])                      # [B, T, D]
         if self.hparams.temporal == "mean":
             real = frame_mask.unsqueeze(-1).to(features.dtype)                             # [B, T, 1]
             return (features * real).sum(1, keepdim=True) / real.sum(1, keepdim=True).clamp(min=1), None
@@ -105,3 +116,17 @@ class VideoCaptioner(ImageCaptioner):
         return beam_search(self.decoder, memory, mask, Vocabulary.BOS_ID, Vocabulary.EOS_ID,
                            beam_size=beam_size or self.hparams.beam_size, max_len=self.hparams.max_decode_len,
                            length_penalty=self.hparams.length_penalty)
+
+
+class FrameFeatures(nn.Module):
+    """An image encoder applied to every frame of a batch of clips at once, each grid mean-pooled."""
+
+    def __init__(self, image_encoder: nn.Module) -> None:
+        super().__init__()
+        self.image_encoder = image_encoder
+
+    def forward(self, frames: Tensor) -> Tensor:
+        """frames [B, T, 3, H, W] -> [B, T, D]."""
+        batch_size, steps = frames.shape[:2]
+        grids = self.image_encoder(frames.flatten(0, 1))                                  # [B*T, N, D] at once
+        return grids.mean(dim=1).view(batch_size, steps, -1)                              # [B, T, D]

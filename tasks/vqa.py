@@ -49,7 +49,8 @@ class StackedAttentionVQA(pl.LightningModule):
                  answers: list[str] | None = None, image_size: int = 75, hops: int = 2, encoder: str = "conv",
                  channels: tuple[int, ...] = (32, 64, 128), strided: bool = True, resnet_arch: str = "resnet152",
                  pretrained: bool = False, trainable: str = "none", grid_size: int = 14, dim: int = 256,
-                 attention_dim: int = 128, embed_dim: int = 64, coordinates: bool = True, dropout: float = 0.2,
+                 attention_dim: int = 128, embed_dim: int = 64, coordinates: bool = True,
+                 question_norm: bool = False, dropout: float = 0.2,
                  lr: float = 2e-3,
                  weight_decay: float = 1e-4, warmup_fraction: float = 0.05, num_figure_samples: int = 6) -> None:
         """
@@ -66,6 +67,8 @@ class StackedAttentionVQA(pl.LightningModule):
             embed_dim: question word embedding size.
             coordinates: append each grid cell's (x, y) in [-1, 1] to its features before the projection, so an
                 attended sum still says where it looked (Santoro et al. 2017 tag CNN cells the same way).
+            question_norm: LayerNorm on the question vector (the LSTM's final state starts about 10x smaller
+                than the image positions, so the question barely moves the attention early in training).
             dropout: before the answer classifier.
             lr, weight_decay, warmup_fraction: AdamW with a one-cycle schedule.
             num_figure_samples: validation questions shown with their per-hop maps each epoch.
@@ -88,6 +91,7 @@ class StackedAttentionVQA(pl.LightningModule):
             self.register_buffer("cell_coordinates", grid_coordinates(self.grid), persistent=False)   # [N, 2]
         self.question_encoder = TextEncoder(question_vocab_size, embed_dim, dim, rnn="lstm", bidirectional=False,
                                             pad_id=Vocabulary.PAD_ID)
+        self.question_norm = nn.LayerNorm(dim) if question_norm else nn.Identity()
         self.attention = StackedAttention(dim, hops, attention_dim)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, len(answers)))
         self.accuracy = nn.ModuleDict({f"{s}_{k}": MeanMetric() for s in SPLITS for k in ("all", *KINDS)})
@@ -105,7 +109,7 @@ class StackedAttentionVQA(pl.LightningModule):
             where = self.cell_coordinates.to(features.dtype).expand(features.size(0), -1, -1)   # [B, N, 2]
             features = torch.cat([features, where], dim=-1)                                # [B, N, C + 2]
         image = torch.tanh(self.image_proj(features))                                      # [B, N, d]
-        query = self.question_encoder(question, question_lengths).final                    # [B, d]
+        query = self.question_norm(self.question_encoder(question, question_lengths).final)   # [B, d]
         refined, maps = self.attention(image, query)                                       # [B, d]
         return self.classifier(refined), maps
 

@@ -137,3 +137,30 @@ def test_precomputed_frame_features_from_npy_files(make_cfg, tmp_path):
     batch = next(iter(data.train_dataloader()))
     assert data.feature_dim == 20 and batch["features"].shape == (2, 5, 20)
     assert set(batch["frame_mask"].sum(1).tolist()) <= {3, 4}  # clips of 3 and 4 rows, padded to 5 and masked
+
+
+def test_cached_frame_features_equal_the_frozen_encoder_run_on_the_frames(data):
+    """cache_features: each clip's per-frame features computed once (fp16) equal the frozen encoder's output."""
+    model = small_model(data, encoder="resnet", resnet_arch="resnet18", grid_size=2, cache_features=True).eval()
+
+    class Trainer:  # what cached_features reads from the trainer
+        datamodule, is_global_zero = data, True
+
+    model._trainer = Trainer()
+    try:
+        batch = next(iter(data.val_dataloader()))
+        cached, _ = model.memory(batch, "val")                                               # [B, T, D]
+        computed, _ = model.memory(batch, "predict")                                         # never cached
+    finally:
+        model._trainer = None
+    assert cached.shape == computed.shape == (4, 8, model.encoder.out_dim)
+    torch.testing.assert_close(cached, computed, atol=2e-3, rtol=2e-3)
+    assert model._feature_caches["val"].features.shape == (len(data.clip_loader("val").dataset), 8, 512)
+
+
+def test_cache_features_trains_through_train_py_and_refuses_disk_features(make_cfg, data):
+    metrics = run(make_cfg("task=video_captioning", *SMALL, "model.encoder=resnet", "model.cache_features=true",
+                           "trainer.fast_dev_run=true"))
+    assert {f"test/{name}" for name in EVAL} <= set(metrics)
+    with pytest.raises(ValueError, match="drop cache_features"):
+        small_model(data, feature_dim=16, cache_features=True)
