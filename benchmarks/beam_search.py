@@ -197,18 +197,19 @@ def measure(decoder: AttentionLSTMDecoder, batch: int, beam: int, max_len: int, 
     BOS, EOS = bos, eos  # noqa: N806 (the token ids the calls below use)
     options = dict(max_len=max_len, length_penalty=length_penalty)
 
+    # every path returns B Hypothesis objects (list(...) builds them inside the timed call, as the loop does)
     def batched() -> list[Hypothesis]:
-        return beam_search(decoder, memory, mask, BOS, EOS, beam_size=beam, **options)
+        return list(beam_search(decoder, memory, mask, BOS, EOS, beam_size=beam, **options))
 
     def per_sample() -> list[Hypothesis]:
         return [beam_search(decoder, memory[i:i + 1], None if mask is None else mask[i:i + 1], BOS, EOS,
                             beam_size=beam, **options)[0] for i in range(batch)]
 
     def greedy() -> list[Hypothesis]:
-        return greedy_decode(decoder, memory, mask, BOS, EOS, **options)
+        return list(greedy_decode(decoder, memory, mask, BOS, EOS, **options))
 
     def width_one() -> list[Hypothesis]:
-        return beam_search(decoder, memory, mask, BOS, EOS, beam_size=1, **options)
+        return list(beam_search(decoder, memory, mask, BOS, EOS, beam_size=1, **options))
 
     (batched_s, per_sample_s), (together, alone) = timed([batched, per_sample], repeats)
     (greedy_s, beam1_s), (greedy_out, beam1_out) = timed([greedy, width_one], repeats)

@@ -23,8 +23,9 @@ values favour longer outputs. The best-scored finished hypothesis is returned.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 
 import torch
 from torch import Tensor
@@ -48,6 +49,60 @@ class Hypothesis:
     finished: bool      # False: no EOS by max_len (the best unfinished beam)
 
 
+class Decoded(Sequence[Hypothesis]):
+    """What ``beam_search`` / ``greedy_decode`` return: the B decoded outputs as padded tensors (on the decoding
+    device, for batched metrics), and also a sequence of B :class:`Hypothesis` (built on the CPU on access)."""
+
+    def __init__(self, tokens: Tensor, lengths: Tensor, attention: Tensor, score: Tensor, log_prob: Tensor,
+                 finished: Tensor) -> None:
+        """
+        Args:
+            tokens: [B, L] emitted word ids (no BOS, no EOS), -1 after each sample's length; L = the longest.
+            lengths: [B] words per sample.
+            attention: [B, L, N] the weights of the step that emitted each word, 0 after each sample's length.
+            score, log_prob: [B] (see :class:`Hypothesis`).
+            finished: [B] bool, False where no beam ended by max_len.
+        """
+        self.tokens, self.lengths, self.attention = tokens, lengths, attention
+        self.score, self.log_prob, self.finished = score, log_prob, finished
+        self._cpu: list[Hypothesis] | None = None
+
+    @classmethod
+    def from_hypotheses(cls, hypotheses: Sequence[Hypothesis]) -> Decoded:
+        """Hypotheses made elsewhere (e.g. in tests) -> the padded form."""
+        lengths = torch.tensor([len(h.tokens) for h in hypotheses], dtype=torch.long)      # [B]
+        longest, positions = max(len(h.tokens) for h in hypotheses), hypotheses[0].attention.size(-1)
+        tokens = torch.full((len(hypotheses), longest), -1, dtype=torch.long)               # [B, L]
+        attention = torch.zeros(len(hypotheses), longest, positions)                        # [B, L, N]
+        for b, hypothesis in enumerate(hypotheses):
+            tokens[b, : len(hypothesis.tokens)] = torch.tensor(hypothesis.tokens, dtype=torch.long)
+            attention[b, : len(hypothesis.tokens)] = hypothesis.attention.float()
+        return cls(tokens, lengths, attention, torch.tensor([h.score for h in hypotheses]),
+                   torch.tensor([h.log_prob for h in hypotheses]), torch.tensor([h.finished for h in hypotheses]))
+
+    def _hypotheses(self) -> list[Hypothesis]:
+        if self._cpu is None:
+            tokens, attention = self.tokens.cpu(), self.attention.cpu()
+            lengths, scores = self.lengths.tolist(), self.score.tolist()
+            log_probs, finished = self.log_prob.tolist(), self.finished.tolist()
+            self._cpu = [Hypothesis(tokens[i, :n].tolist(), scores[i], attention[i, :n], log_probs[i], finished[i])
+                         for i, n in enumerate(lengths)]
+        return self._cpu
+
+    def __len__(self) -> int:
+        return self.tokens.size(0)
+
+    @overload
+    def __getitem__(self, index: int) -> Hypothesis: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Hypothesis]: ...
+    def __getitem__(self, index: int | slice) -> Hypothesis | list[Hypothesis]:
+        return self._hypotheses()[index]
+
+    def __iter__(self) -> Iterator[Hypothesis]:
+        return iter(self._hypotheses())
+
+
 def length_penalty_factor(length: Tensor | int, alpha: float) -> Tensor | float:
     """GNMT length penalty ((5 + length) / 6) ** alpha; length = decoding steps (words + EOS if any)."""
     return ((5.0 + length) / 6.0) ** alpha
@@ -55,8 +110,8 @@ def length_penalty_factor(length: Tensor | int, alpha: float) -> Tensor | float:
 
 @torch.no_grad()
 def beam_search(decoder: StepDecoder, memory: Tensor, memory_mask: Tensor | None, bos_id: int, eos_id: int,
-                beam_size: int = 5, max_len: int = 20, length_penalty: float = 1.0) -> list[Hypothesis]:
-    """memory [B, N, D], memory_mask [B, N] bool | None -> the best hypothesis of each sample (a list of B).
+                beam_size: int = 5, max_len: int = 20, length_penalty: float = 1.0) -> Decoded:
+    """memory [B, N, D], memory_mask [B, N] bool | None -> the best hypothesis of each sample (B of them).
 
     Args:
         decoder: the step-wise decoder (in eval mode).
@@ -158,12 +213,12 @@ def beam_search(decoder: StepDecoder, memory: Tensor, memory_mask: Tensor | None
         best_length[samples] = words
         best_tokens[samples, :words] = history[rows * k]
         best_attention[samples, :words] = attention[rows * k]
-    return _to_hypotheses(best_tokens, best_length, best_score, best_log_prob, best_attention, ~unfinished)
+    return _decoded(best_tokens, best_length, best_score, best_log_prob, best_attention, ~unfinished)
 
 
 @torch.no_grad()
 def greedy_decode(decoder: StepDecoder, memory: Tensor, memory_mask: Tensor | None, bos_id: int, eos_id: int,
-                  max_len: int = 20, length_penalty: float = 1.0) -> list[Hypothesis]:
+                  max_len: int = 20, length_penalty: float = 1.0) -> Decoded:
     """The most likely word at each step; same arguments and results as ``beam_search`` (width 1)."""
     batch = memory.size(0)
     device = memory.device
@@ -187,13 +242,15 @@ def greedy_decode(decoder: StepDecoder, memory: Tensor, memory_mask: Tensor | No
             break
     steps = length + done.long()                                                          # [B] words + EOS
     score = total / length_penalty_factor(steps.double(), length_penalty).float()  # as beam_search
-    return _to_hypotheses(torch.stack(emitted, dim=1), length, score, total, torch.stack(attention, dim=1), done)
+    return _decoded(torch.stack(emitted, dim=1), length, score, total, torch.stack(attention, dim=1), done)
 
 
-def _to_hypotheses(tokens: Tensor, length: Tensor, score: Tensor, log_prob: Tensor, attention: Tensor,
-                   finished: Tensor) -> list[Hypothesis]:
-    """Batched results (tokens [B, L], attention [B, L, N], the rest [B]) -> B Hypothesis on the CPU."""
-    tokens, attention = tokens.cpu(), attention.cpu()
-    lengths, scores, log_probs, done = length.tolist(), score.tolist(), log_prob.tolist(), finished.tolist()
-    return [Hypothesis(tokens[i, :n].tolist(), scores[i], attention[i, :n], log_probs[i], done[i])
-            for i, n in enumerate(lengths)]
+def _decoded(tokens: Tensor, length: Tensor, score: Tensor, log_prob: Tensor, attention: Tensor,
+             finished: Tensor) -> Decoded:
+    """Batched results (tokens [B, T], attention [B, T, N], the rest [B]; anything may follow each length) ->
+    Decoded, cut to the longest output and padded (-1 / 0) after each length."""
+    longest = int(length.max()) if length.numel() else 0
+    tokens, attention = tokens[:, :longest], attention[:, :longest]
+    after = torch.arange(longest, device=tokens.device).unsqueeze(0) >= length.unsqueeze(1)   # [B, L]
+    return Decoded(tokens.masked_fill(after, -1), length, attention.masked_fill(after.unsqueeze(-1), 0.0), score,
+                   log_prob, finished)

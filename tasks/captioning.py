@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from torchmetrics import MeanMetric
 
 from datamodules.vocabulary import Vocabulary
-from modules.beam_search import Hypothesis, beam_search
+from modules.beam_search import Decoded, beam_search
 from modules.decoders import AttentionLSTMDecoder, DecoderOutput, doubly_stochastic_penalty
 from modules.encoders import IMAGENET_MEAN, IMAGENET_STD, image_encoder_from_options, is_frozen, measure_grid
 from modules.feature_cache import FeatureCache
@@ -160,22 +160,23 @@ class ImageCaptioner(pl.LightningModule):
         return self.decoder(self.encode(images), None, tokens[:, :-1])
 
     @torch.no_grad()
-    def generate(self, images: Tensor, beam_size: int | None = None) -> list[Hypothesis]:
-        """images [B, 3, H, W] -> the decoded caption of each (batched beam search; call in eval mode)."""
-        return beam_search(self.decoder, self.encode(images), None, Vocabulary.BOS_ID, Vocabulary.EOS_ID,
+    def decode(self, memory: Tensor, mask: Tensor | None, beam_size: int | None = None) -> Decoded:
+        """memory [B, N, D] (+ mask [B, N]) -> each sample's caption by batched beam search (call in eval mode)."""
+        return beam_search(self.decoder, memory, mask, Vocabulary.BOS_ID, Vocabulary.EOS_ID,
                            beam_size=beam_size or self.hparams.beam_size, max_len=self.hparams.max_decode_len,
                            length_penalty=self.hparams.length_penalty)
+
+    def generate(self, images: Tensor, beam_size: int | None = None) -> Decoded:
+        """images [B, 3, H, W] -> the decoded caption of each (batched beam search; call in eval mode)."""
+        return self.decode(self.encode(images), None, beam_size)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> dict[str, list]:
         """image [B, 3, H, W] in [0, 1] -> {"captions": B strings, "attention": B tensors [L_b, N]} (beam search)."""
         return self.decode_captions(self.encode(batch["image"]), None)
 
-    @torch.no_grad()
     def decode_captions(self, memory: Tensor, mask: Tensor | None) -> dict[str, list]:
         """memory [B, N, D] (+ mask [B, N]) -> the beam-searched caption of each and each word's attention."""
-        hypotheses = beam_search(self.decoder, memory, mask, Vocabulary.BOS_ID, Vocabulary.EOS_ID,
-                                 beam_size=self.hparams.beam_size, max_len=self.hparams.max_decode_len,
-                                 length_penalty=self.hparams.length_penalty)
+        hypotheses = self.decode(memory, mask)
         return {"captions": [self.vocabulary.decode(h.tokens) for h in hypotheses],
                 "attention": [h.attention for h in hypotheses]}
 
@@ -245,12 +246,12 @@ class ImageCaptioner(pl.LightningModule):
         losses = self._losses(out, batch["tokens"], smoothing=0.0)
         self.log(f"{split}/loss", losses["nll"], prog_bar=split == "val", sync_dist=True,
                  batch_size=len(batch["tokens"]))
-        hypotheses = beam_search(self.decoder, memory, mask, Vocabulary.BOS_ID, Vocabulary.EOS_ID,
-                                 beam_size=self.hparams.beam_size, max_len=self.hparams.max_decode_len,
-                                 length_penalty=self.hparams.length_penalty)
+        decoded = self.decode(memory, mask)
+        hypotheses = list(decoded)
         texts = [self.vocabulary.decode(h.tokens) for h in hypotheses]
         self.metrics[f"{split}_"].update(texts, batch["references"])
-        words, attention = pad_hypotheses(hypotheses, self.device)                        # [B, L], [B, L, N]
+        words = decoded.tokens.to(self.device)                                            # [B, L], -1 padded
+        attention = decoded.attention.to(self.device)                                      # [B, L, N]
         word_mask = words >= 0
         if word_mask.any():
             self.entropy[f"{split}_"].update(attention_entropy(attention, word_mask))
@@ -320,18 +321,6 @@ class ImageCaptioner(pl.LightningModule):
             lr=self.hparams.lr, weight_decay=self.hparams.weight_decay,
             warmup_fraction=self.hparams.warmup_fraction,
         )
-
-
-def pad_hypotheses(hypotheses: list[Hypothesis], device: torch.device) -> tuple[Tensor, Tensor]:
-    """Hypotheses -> words [B, L] long (-1 padding) and their attention [B, L, N] (0 padding)."""
-    longest = max((len(h.tokens) for h in hypotheses), default=0)
-    positions = hypotheses[0].attention.size(-1) if hypotheses else 0
-    words = torch.full((len(hypotheses), longest), -1, dtype=torch.long)
-    attention = torch.zeros(len(hypotheses), longest, positions)
-    for b, hypothesis in enumerate(hypotheses):
-        words[b, : len(hypothesis.tokens)] = torch.tensor(hypothesis.tokens, dtype=torch.long)
-        attention[b, : len(hypothesis.tokens)] = hypothesis.attention.float()
-    return words.to(device), attention.to(device)
 
 
 class NormalizedEncoder(nn.Module):

@@ -28,7 +28,7 @@ from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.text import SacreBLEUScore
 
 from datamodules.vocabulary import Vocabulary
-from modules.beam_search import Hypothesis, beam_search, greedy_decode
+from modules.beam_search import Decoded, beam_search, greedy_decode
 from modules.decoders import AttentionLSTMDecoder, DecoderOutput
 from modules.encoders import TextEncoder, TextEncoding
 from tasks.alignment_figures import alignment_figure
@@ -122,7 +122,7 @@ class TranslationModel(pl.LightningModule):
 
     @torch.no_grad()
     def generate(self, source: Tensor, source_lengths: Tensor, decode: str | None = None,
-                 beam_size: int | None = None) -> list[Hypothesis]:
+                 beam_size: int | None = None) -> Decoded:
         """Translate a batch (call in eval mode): batched beam search, or greedy."""
         encoded = self.encode(source, source_lengths)
         max_len = min(self.hparams.max_decode_len, 2 * int(source_lengths.max()) + 10)

@@ -19,8 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from datamodules.vocabulary import Vocabulary
-from modules.beam_search import Hypothesis, beam_search
+from modules.beam_search import Decoded
 from tasks.attention_correctness import word_object_grounding
 from tasks.captioning import ImageCaptioner
 from tasks.figure_logging import log_figure, log_table
@@ -109,13 +108,10 @@ class VideoCaptioner(ImageCaptioner):
         return self.decode_captions(*self.memory(batch, "predict"))
 
     @torch.no_grad()
-    def generate_clips(self, frames: Tensor, beam_size: int | None = None) -> list[Hypothesis]:
+    def generate_clips(self, frames: Tensor, beam_size: int | None = None) -> Decoded:
         """frames [B, T, 3, H, W] -> the decoded caption of each clip (call in eval mode)."""
         mask = torch.ones(frames.shape[:2], dtype=torch.bool, device=frames.device)
-        memory, mask = self.memory({"frames": frames, "frame_mask": mask}, "test")
-        return beam_search(self.decoder, memory, mask, Vocabulary.BOS_ID, Vocabulary.EOS_ID,
-                           beam_size=beam_size or self.hparams.beam_size, max_len=self.hparams.max_decode_len,
-                           length_penalty=self.hparams.length_penalty)
+        return self.decode(*self.memory({"frames": frames, "frame_mask": mask}, "predict"), beam_size)
 
 
 class FrameFeatures(nn.Module):

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from modules.beam_search import beam_search, greedy_decode, length_penalty_factor
+from modules.beam_search import Decoded, beam_search, greedy_decode, length_penalty_factor
 from modules.decoders import AttentionLSTMDecoder
 
 V, E, H, D, N, B = 12, 8, 16, 6, 5, 6
@@ -163,3 +163,22 @@ def test_unmasked_memory_and_decoder_left_unchanged(decoders):
     results = beam_search(decoder, memory, None, BOS, EOS, beam_size=2, max_len=MAX_LEN)
     assert len(results) == B and all(h.attention.shape[1] == N for h in results)
     assert all(torch.equal(before[k], v) for k, v in decoder.state_dict().items())
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_padded_tensors_match_the_hypotheses_they_hold(decoders, beam_size):
+    """beam_search returns padded tensors (-1 / 0 after each length, cut to the longest) that say the same as
+    its per-sample Hypothesis view, and from_hypotheses rebuilds the same tensors."""
+    decoder = make_decoder(decoders)
+    memory, mask = memory_batch()
+    decoded = beam_search(decoder, memory, mask, BOS, EOS, beam_size=beam_size, max_len=MAX_LEN)
+    lengths = decoded.lengths.tolist()
+    assert decoded.tokens.shape[1] == max(lengths) and len(decoded) == memory.size(0)
+    for b, hypothesis in enumerate(decoded):
+        n = lengths[b]
+        assert decoded.tokens[b, :n].tolist() == hypothesis.tokens
+        assert (decoded.tokens[b, n:] == -1).all() and (decoded.attention[b, n:] == 0).all()
+        torch.testing.assert_close(decoded.attention[b, :n], hypothesis.attention)
+    rebuilt = Decoded.from_hypotheses(list(decoded))
+    assert torch.equal(rebuilt.tokens, decoded.tokens) and torch.equal(rebuilt.attention, decoded.attention)
+    assert decoded[1:3] == list(decoded)[1:3]

@@ -7,7 +7,7 @@ import torch
 
 import tasks.captioning as captioning
 from datamodules.captions import CaptionDataModule
-from modules.beam_search import Hypothesis
+from modules.beam_search import Decoded, Hypothesis
 from tasks.captioning import ImageCaptioner
 
 
@@ -100,7 +100,7 @@ def test_attention_correctness_is_measured_on_the_words_that_name_objects(data, 
         hypotheses.append(Hypothesis(ids, 0.0, torch.stack([inside, inside, torch.full((positions,), 1 / positions)]),
                                      0.0, True))
         expected_mass.append((inside * cover.clamp(max=1)).sum())
-    monkeypatch.setattr(captioning, "beam_search", lambda *args, **kwargs: hypotheses)
+    monkeypatch.setattr(captioning, "beam_search", lambda *args, **kwargs: Decoded.from_hypotheses(hypotheses))
     model._evaluate(batch, "val", keep_figure=False)
     mass = model.correctness["val_"].compute()
     uniform = model.correctness_uniform["val_"].compute()
