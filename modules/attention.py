@@ -1,4 +1,5 @@
-"""Attention over a set of keys: additive (Bahdanau / Xu), dot and general (Luong), and a hard wrapper.
+"""Attention over a set of keys: additive (Bahdanau / Xu), dot and general (Luong), multiplicative (low-rank
+bilinear, Kim et al. 2017), and a hard wrapper.
 
 Every soft kind has the same interface:
 
@@ -29,6 +30,7 @@ ATTENTION_KINDS = {
     "additive": "additive", "bahdanau": "additive",
     "dot": "dot", "luong_dot": "dot",
     "general": "general", "luong_general": "general",
+    "multiplicative": "multiplicative", "mlb": "multiplicative",
 }
 
 
@@ -37,7 +39,8 @@ class PrecomputedKeys:
     """The keys as a score function needs them, computed once per sequence by ``Attention.precompute``.
 
     Attributes:
-        projected: [B, N, H] (additive: U k + b), [B, N, Dq] (general: W k), or the keys themselves (dot).
+        projected: [B, N, H] (additive: U k + b; multiplicative: tanh(U k + b)), [B, N, Dq] (general: W k), or
+            the keys themselves (dot).
     """
 
     projected: Tensor
@@ -119,6 +122,34 @@ class AdditiveAttention(Attention):
         return self.v(hidden).squeeze(-1)                                                 # [B, N]
 
 
+class MultiplicativeAttention(Attention):
+    """Low-rank bilinear attention (Kim et al. 2017, MLB): score(q, k) = v^T (tanh(W q) * tanh(U k + b)).
+
+    The elementwise product makes each hidden unit a conjunction of a query feature and a key feature (e.g. "the
+    question names red" and "this cell is red") in one step, where the additive form needs tanh's saturation
+    to build it; tanh(U k + b) is precomputed once per sequence.
+    """
+
+    def __init__(self, query_dim: int, key_dim: int, hidden_dim: int) -> None:
+        """
+        Args:
+            query_dim: Dq, size of the query.
+            key_dim: Dk, size of each key.
+            hidden_dim: size of the space where query and keys are multiplied.
+        """
+        super().__init__()
+        self.query_proj = nn.Linear(query_dim, hidden_dim)
+        self.key_proj = nn.Linear(key_dim, hidden_dim)
+        self.v = nn.Linear(hidden_dim, 1, bias=False)
+
+    def precompute(self, keys: Tensor) -> PrecomputedKeys:
+        return PrecomputedKeys(torch.tanh(self.key_proj(keys)))                          # [B, N, H]
+
+    def score(self, query: Tensor, precomputed: PrecomputedKeys) -> Tensor:
+        hidden = precomputed.projected * torch.tanh(self.query_proj(query)).unsqueeze(1)  # [B, N, H]
+        return self.v(hidden).squeeze(-1)                                                 # [B, N]
+
+
 class DotAttention(Attention):
     """Luong et al. 2015 "dot": score(q, k) = q^T k (needs Dq == Dk). No parameters."""
 
@@ -150,18 +181,20 @@ class GeneralAttention(Attention):
 
 
 def build_attention(kind: str, query_dim: int, key_dim: int, hidden_dim: int) -> Attention:
-    """Attention by name: additive|bahdanau, dot|luong_dot, general|luong_general.
+    """Attention by name: additive|bahdanau, dot|luong_dot, general|luong_general, multiplicative|mlb.
 
     Args:
         kind: the name (case-insensitive).
         query_dim: Dq. key_dim: Dk (dot needs Dq == Dk).
-        hidden_dim: width of the additive attention's MLP (unused by dot and general).
+        hidden_dim: width of the additive / multiplicative hidden layer (unused by dot and general).
     """
     canonical = ATTENTION_KINDS.get(str(kind).lower())
     if canonical is None:
         raise ValueError(f"unknown attention kind {kind!r}; valid choices: {', '.join(ATTENTION_KINDS)}")
     if canonical == "additive":
         return AdditiveAttention(query_dim, key_dim, hidden_dim)
+    if canonical == "multiplicative":
+        return MultiplicativeAttention(query_dim, key_dim, hidden_dim)
     if canonical == "general":
         return GeneralAttention(query_dim, key_dim)
     if query_dim != key_dim:

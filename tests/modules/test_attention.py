@@ -8,11 +8,12 @@ from modules.attention import (
     DotAttention,
     GeneralAttention,
     HardAttention,
+    MultiplicativeAttention,
     build_attention,
     masked_softmax,
 )
 
-KINDS = ["additive", "dot", "general"]
+KINDS = ["additive", "dot", "general", "multiplicative"]
 B, N, DQ, DK, HIDDEN = 4, 5, 6, 6, 7
 
 
@@ -82,7 +83,7 @@ def test_gradients_reach_every_parameter_and_the_inputs(kind):
         assert torch.isfinite(parameter.grad).all(), name
     assert query.grad.abs().sum() > 0 and keys.grad.abs().sum() > 0
     assert (keys.grad[~mask] == 0).all()  # padding gets no gradient either
-    expected = {"additive": 4, "dot": 0, "general": 1}[kind]
+    expected = {"additive": 4, "dot": 0, "general": 1, "multiplicative": 5}[kind]
     assert len(list(attention.parameters())) == expected
 
 
@@ -122,9 +123,10 @@ def test_factory_aliases_and_errors():
     assert isinstance(build_attention("Additive", 4, 5, 3), AdditiveAttention)
     assert isinstance(build_attention("luong_dot", 4, 4, 3), DotAttention)
     assert isinstance(build_attention("luong_general", 4, 5, 3), GeneralAttention)
+    assert isinstance(build_attention("mlb", 4, 5, 3), MultiplicativeAttention)
     with pytest.raises(ValueError) as error:
         build_attention("cosine", 4, 4, 3)
-    for choice in ("additive", "bahdanau", "dot", "luong_dot", "general", "luong_general"):
+    for choice in ("additive", "bahdanau", "dot", "luong_dot", "general", "luong_general", "multiplicative"):
         assert choice in str(error.value)
     with pytest.raises(ValueError, match="query_dim == key_dim"):
         build_attention("dot", 4, 5, 3)

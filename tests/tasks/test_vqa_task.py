@@ -32,9 +32,10 @@ def test_each_hop_has_its_own_parameters():
     assert not torch.equal(stacked.hops[0].v.weight, stacked.hops[1].v.weight)
 
 
-@pytest.mark.parametrize("hops", [0, 1, 2])
-def test_maps_sum_to_one_per_hop_and_every_parameter_gets_a_gradient(data, hops):
-    model = small_model(data, hops=hops)
+@pytest.mark.parametrize(("hops", "options"), [(0, {}), (1, {}), (2, {}),
+                                                (2, {"score": "multiplicative", "question_norm": True})])
+def test_maps_sum_to_one_per_hop_and_every_parameter_gets_a_gradient(data, hops, options):
+    model = small_model(data, hops=hops, **options)
     batch = next(iter(data.train_dataloader()))
     logits, maps = model(batch["image"], batch["question"], batch["question_lengths"])
     assert logits.shape == (16, len(data.answers)) and len(maps) == hops
