@@ -49,7 +49,7 @@ class StackedAttentionVQA(pl.LightningModule):
                  answers: list[str] | None = None, image_size: int = 75, hops: int = 2, encoder: str = "conv",
                  channels: tuple[int, ...] = (32, 64, 128), strided: bool = True, resnet_arch: str = "resnet152",
                  pretrained: bool = False, trainable: str = "none", grid_size: int = 14, dim: int = 256,
-                 attention_dim: int = 128, embed_dim: int = 64, coordinates: bool = True,
+                 attention_dim: int = 128, embed_dim: int = 64, coordinates: bool = False,
                  question_norm: bool = False, score: str = "additive", dropout: float = 0.2,
                  lr: float = 2e-3,
                  weight_decay: float = 1e-4, warmup_fraction: float = 0.05, num_figure_samples: int = 6) -> None:

@@ -1,0 +1,28 @@
+"""benchmarks/results.py: each task's row reads the metrics its run logged, and flags runs over the memory target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmarks import results
+from benchmarks.training_runs import TrainingRun
+
+
+def fake_run(metrics: dict[str, float], peak_gib: float = 1.2) -> TrainingRun:
+    rows = [{"perf/train_samples_per_sec": "100"}, {"perf/train_samples_per_sec": "300"},
+            {"perf/train_samples_per_sec": "200"}, {key: str(value) for key, value in metrics.items()}]
+    return TrainingRun(Path("."), rows, wall_minutes=2.5, peak_rss_gib=peak_gib)
+
+
+def test_every_task_row_shows_its_quality_attention_check_speed_and_memory():
+    specs = {spec.task: spec for spec in results.TASKS}
+    assert set(specs) == {"stn", "captioning", "video_captioning", "vqa", "nmt"}
+    vqa = results.row(specs["vqa"], fake_run({"test/acc": 0.612, "test/acc_non_relational": 0.55,
+                                              "test/acc_relational": 0.674, "test/attention_correctness_hop2": 0.041,
+                                              "test/attention_correctness_uniform": 0.03}))
+    assert "accuracy % 61.2, non-relational % 55.0, relational % 67.4" in vqa
+    assert ": 0.04 (uniform / identity 0.03)" in vqa and "| 200 | 2.5 | 1.20 |" in vqa
+    nmt = results.row(specs["nmt"], fake_run({"test/bleu": 98.76, "test/perplexity": 1.234}, peak_gib=4.5))
+    assert "SacreBLEU 98.8, perplexity 1.23" in nmt and "| - |" in nmt and "4.50 (over 4 GiB)" in nmt
+    stn = results.row(specs["stn"], fake_run({"test/error": 0.011, "test/iou": 0.26, "test/iou_identity": 0.19}))
+    assert "test error % 1.1" in stn and "0.26 (uniform / identity 0.19)" in stn
