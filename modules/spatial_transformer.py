@@ -13,7 +13,7 @@ class LocalisationNet(nn.Module):
     """Small CNN that regresses the 6 affine parameters; the last layer starts at the identity transform."""
 
     def __init__(self, in_channels: int = 1, in_size: int = 42, channels: tuple[int, ...] = (20, 20),
-                 hidden: int = 50, pool_to: int = 6, batch_norm: bool = True) -> None:
+                 hidden: int = 50, pool_to: int = 6, batch_norm: bool = True, init_scale: float = 1.0) -> None:
         """
         Args:
             in_channels: image channels.
@@ -24,6 +24,8 @@ class LocalisationNet(nn.Module):
             batch_norm: BatchNorm before every ReLU. Without it, on sparse inputs (60x60 cluttered digits)
                 Adam's first steps, taken while the zero-initialised last layer passes no gradient back,
                 drove every hidden unit negative: theta froze at one value for all inputs (seen in training).
+            init_scale: theta at init is ``init_scale`` times the identity (1: the identity; 0.5: the central half
+                of the input, zoomed in, so moving the window changes what the classifier sees from the start).
         """
         super().__init__()
         layers: list[nn.Module] = []
@@ -39,14 +41,15 @@ class LocalisationNet(nn.Module):
             nn.Linear(hidden, 6),
         )
         self.in_size = in_size
+        self.init_scale = init_scale
         self.reset_to_identity()
 
     def reset_to_identity(self) -> None:
-        """Zero weights and identity bias in the last layer: theta is the identity for every input at init."""
+        """Zero weights and (scaled) identity bias in the last layer: theta is the same for every input at init."""
         last = self.regressor[-1]
         nn.init.zeros_(last.weight)
         with torch.no_grad():
-            last.bias.copy_(torch.tensor(IDENTITY_THETA))
+            last.bias.copy_(torch.tensor(IDENTITY_THETA) * torch.tensor([self.init_scale, 1, 1, 1, self.init_scale, 1]))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images [B, C, H, W] -> theta [B, 2, 3] (maps output coords to input coords, normalised to [-1, 1])."""

@@ -32,7 +32,7 @@ class STNClassifier(pl.LightningModule):
     def __init__(self, arch: str = "st_cnn", image_size: int = 42, num_classes: int = 10,
                  st_out_size: int | None = None, channels: tuple[int, ...] = (32, 64), hidden: int = 256,
                  dropout: float = 0.2, batch_norm: bool = True, kernel_size: int = 5,
-                 loc_batch_norm: bool | None = None, lr: float = 3e-3,
+                 loc_batch_norm: bool | None = None, loc_init_scale: float = 1.0, lr: float = 3e-3,
                  loc_lr_scale: float = 0.3, weight_decay: float = 1e-4, label_smoothing: float = 0.0,
                  warmup_fraction: float = 0.15, channels_last: bool = False, num_figure_samples: int = 8,
                  class_names: list[str] | None = None) -> None:
@@ -46,6 +46,7 @@ class STNClassifier(pl.LightningModule):
                 (modules.classifiers.ConvClassifier).
             loc_batch_norm: BatchNorm in the localisation net (default: same as batch_norm); see
                 modules.spatial_transformer.LocalisationNet for why it matters on cluttered digits.
+            loc_init_scale: the transformer's theta at init, times the identity (1: identity; < 1 zooms in).
             lr: peak learning rate of the one-cycle schedule (AdamW).
             loc_lr_scale: the localisation net's learning rate relative to lr.
             weight_decay: AdamW weight decay.
@@ -62,7 +63,7 @@ class STNClassifier(pl.LightningModule):
         self.transformer = None
         if arch == "st_cnn":
             loc_norm = batch_norm if loc_batch_norm is None else loc_batch_norm
-            localisation = LocalisationNet(1, image_size, batch_norm=loc_norm)
+            localisation = LocalisationNet(1, image_size, batch_norm=loc_norm, init_scale=loc_init_scale)
             self.transformer = SpatialTransformer(localisation, out_size=st_out_size)
         self.classifier = ConvClassifier(1, num_classes, tuple(channels), hidden, dropout,
                                          batch_norm=batch_norm, kernel_size=kernel_size)

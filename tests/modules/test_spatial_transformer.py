@@ -76,3 +76,15 @@ def test_box_mask_and_iou():
     assert masks[0].sum() == 16 and masks[1].all()
     iou = mask_iou(masks, torch.ones_like(masks))
     torch.testing.assert_close(iou, torch.tensor([0.16, 1.0]))
+
+
+def test_init_scale_zooms_in_on_the_centre_for_every_input():
+    localisation = LocalisationNet(1, 20, init_scale=0.5).eval()
+    theta = localisation(torch.rand(3, 1, 20, 20))                                          # [3, 2, 3]
+    expected = torch.tensor([[0.5, 0.0, 0.0], [0.0, 0.5, 0.0]]).expand(3, 2, 3)
+    torch.testing.assert_close(theta, expected)
+    images = torch.zeros(1, 1, 20, 20)
+    images[..., 5:15, 5:15] = 1.0                                                            # the central half
+    transformer = SpatialTransformer(LocalisationNet(1, 20, init_scale=0.5).eval())
+    out, _ = transformer(images)
+    assert out.mean() > 0.9  # the output is (almost) all central square
