@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from omegaconf import DictConfig
 from PIL import Image
 from pytorch_lightning.callbacks import BasePredictionWriter
@@ -84,8 +83,7 @@ def run_prediction(cfg: DictConfig) -> list[dict[str, Any]]:
     writer = PredictionWriter(predictor, output_dir, int(cfg.max_figures) if cfg.figures else 0)
     trainer = pl.Trainer(accelerator=cfg.accelerator, devices=1, precision=cfg.precision, logger=False,
                          callbacks=[writer], enable_checkpointing=False, enable_model_summary=False)
-    with torch.inference_mode():
-        trainer.predict(model, dataloaders=loader, return_predictions=False)
+    trainer.predict(model, dataloaders=loader, return_predictions=False)  # in inference mode, with a progress bar
     log.info(f"{len(writer.records)} prediction(s) written to {writer.path}"
              + (f", figures in {output_dir / 'figures'}" if cfg.figures else ""))
     return writer.records
