@@ -3,6 +3,8 @@ and where the attention goes.
 
     python benchmarks/vqa_question_types.py                              # "shape" alone, then shape + position
     python benchmarks/vqa_question_types.py --types shape,horizontal --steps 3000 --score multiplicative
+    python benchmarks/vqa_question_types.py --coordinates --types shape,horizontal,vertical \
+        --first-types shape --first-steps 750                            # a curriculum: shape questions first
 
 One in-process run per ``--types`` set (SAN from configs/task/vqa.yaml's sizes, 1 hop unless --hops, AdamW at a
 constant learning rate, batches drawn from the questions of those types over 5,000 training images). Every
@@ -55,6 +57,8 @@ def train_types(types: set[str], args: argparse.Namespace, datamodule: VQADataMo
     train, val = datamodule._dataset("train"), datamodule._dataset("val")
     collate = datamodule._loader("val", False).collate_fn
     train_ids = [i for i, q in enumerate(train.questions) if q.type in types]
+    first = set(args.first_types.split(",")) if args.first_types else types
+    first_ids = [i for i, q in enumerate(train.questions) if q.type in first]
     val_ids = [i for i, q in enumerate(val.questions) if q.type in types]
     torch.manual_seed(args.seed)
     model = StackedAttentionVQA(question_vocabulary=datamodule.question_vocabulary, answers=datamodule.answers,
@@ -64,8 +68,9 @@ def train_types(types: set[str], args: argparse.Namespace, datamodule: VQADataMo
     generator = torch.Generator().manual_seed(args.seed)
     rows, start = [], time.perf_counter()
     for step in range(1, args.steps + 1):
-        picked = torch.randint(len(train_ids), (args.batch_size,), generator=generator).tolist()
-        batch = collate(train.__getitems__([train_ids[i] for i in picked]))
+        pool = first_ids if step <= args.first_steps else train_ids
+        picked = torch.randint(len(pool), (args.batch_size,), generator=generator).tolist()
+        batch = collate(train.__getitems__([pool[i] for i in picked]))
         logits, _ = model(batch["image"], batch["question"], batch["question_lengths"])
         loss = model._loss(logits, batch)
         optimizer.zero_grad()
@@ -93,6 +98,8 @@ def main() -> None:
     parser.add_argument("--score", default="additive")
     parser.add_argument("--coordinates", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--first-types", default="", help="curriculum: train on these types only at first")
+    parser.add_argument("--first-steps", type=int, default=0, help="curriculum: for this many steps")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "vqa_question_types.md")
     args = parser.parse_args()
     datamodule = VQADataModule(num_images={"train": 5000, "val": 300, "test": 10}, batch_size=args.batch_size,
@@ -104,7 +111,9 @@ def main() -> None:
         lines += train_types(set(types.split(",")), args, datamodule)
     title = (f"SAN on subsets of Sort-of-CLEVR question types, {training_runs.machine()}. {args.hops} hop(s), "
              f"{args.score} attention, coordinates {'on' if args.coordinates else 'off'}, AdamW lr {args.lr} "
-             f"constant, batch {args.batch_size}; 5,000 training images, 300 validation images.")
+             f"constant, batch {args.batch_size}; 5,000 training images, 300 validation images"
+             + (f"; curriculum: only {args.first_types} questions for the first {args.first_steps} steps."
+                if args.first_types and args.first_steps else "."))
     training_runs.write_report(title, "vqa_question_types.py", lines, args.out)
 
 
