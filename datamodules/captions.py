@@ -90,6 +90,10 @@ class CaptionDataModule(SplitLoaders, pl.LightningDataModule):
                      len(self._vocabulary), self.hparams.min_word_count)
         return self._vocabulary
 
+    def adopt_vocabularies(self, vocabularies: dict[str, Vocabulary]) -> None:
+        """Encode text with a checkpoint's tokeniser (eval.py) instead of one built from this data."""
+        self._vocabulary = vocabularies["vocabulary"]
+
     @property
     def image_size(self) -> int:
         return self.hparams.image_size

@@ -123,6 +123,10 @@ class TranslationDataModule(SplitLoaders, pl.LightningDataModule):
     def target_vocabulary(self) -> Vocabulary:
         return self._build_vocabularies()[1]
 
+    def adopt_vocabularies(self, vocabularies: dict[str, Vocabulary]) -> None:
+        """Encode text with a checkpoint's tokenisers (eval.py) instead of ones trained on this data."""
+        self._vocabularies = (vocabularies["source_vocabulary"], vocabularies["target_vocabulary"])
+
     def _build_vocabularies(self) -> tuple[Vocabulary, Vocabulary]:
         if self._vocabularies is None:
             hp = self.hparams

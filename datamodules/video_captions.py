@@ -203,6 +203,10 @@ class VideoCaptionDataModule(SplitLoaders, pl.LightningDataModule):
             log.info("video caption vocabulary: %d words", len(self._vocabulary))
         return self._vocabulary
 
+    def adopt_vocabularies(self, vocabularies: dict[str, Vocabulary]) -> None:
+        """Encode text with a checkpoint's tokeniser (eval.py) instead of one built from this data."""
+        self._vocabulary = vocabularies["vocabulary"]
+
     @property
     def image_size(self) -> int:
         return self.hparams.image_size

@@ -147,6 +147,10 @@ class VQADataModule(SplitLoaders, pl.LightningDataModule):
             log.info("question vocabulary: %d words", len(self._vocabulary))
         return self._vocabulary
 
+    def adopt_vocabularies(self, vocabularies: dict[str, Vocabulary]) -> None:
+        """Encode text with a checkpoint's tokeniser (eval.py) instead of one built from this data."""
+        self._vocabulary = vocabularies["question_vocabulary"]
+
     @property
     def answers(self) -> list[str]:
         """The answer classes: Sort-of-CLEVR's 12, or VQA v2's top-K training answers (normalised)."""

@@ -19,6 +19,8 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from datamodules.vocabulary import Vocabulary
+
 SUITE_KEY = "attention_suite"
 FORMAT = 1
 
@@ -61,6 +63,15 @@ class LoadedCheckpoint:
 
 def read_suite_entry(path: str | Path) -> dict[str, Any]:
     """The ``attention_suite`` entry of a checkpoint file; CheckpointError when the file or the entry is missing."""
+    return read_checkpoint(path)[0]
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, Vocabulary]]:
+    """(the ``attention_suite`` entry, the tokenisers saved in it by name) of a checkpoint file.
+
+    Raises:
+        CheckpointError: the file is missing, is not a Lightning checkpoint, or has no suite entry.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -75,7 +86,9 @@ def read_suite_entry(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(
             f"{path} has no '{SUITE_KEY}' entry: it was written by an older version of the suite or not by "
             f"train.py, so its task, model class and config are unknown; retrain it with this version")
-    return entry
+    vocabularies = {name: Vocabulary.from_json(value) for name, value in checkpoint.items()
+                    if name.endswith("vocabulary") and isinstance(value, str)}
+    return entry, vocabularies
 
 
 def load_checkpoint(path: str | Path) -> LoadedCheckpoint:

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from suite.checkpoints import CheckpointError, read_suite_entry
+from datamodules.vocabulary import Vocabulary
+from suite.checkpoints import CheckpointError, read_checkpoint, read_suite_entry
 
 SPLITS = ("val", "test")
 TASK_SECTIONS = ("model", "data", "monitor")
@@ -46,13 +47,14 @@ def asked_task(overrides: Sequence[str]) -> str | None:
     return tasks[-1] if tasks else None
 
 
-def with_checkpoint_task(cfg: DictConfig) -> DictConfig:
-    """cfg with the checkpoint's model, data, monitor and task name, and the user's overrides of those re-applied.
+def with_checkpoint_task(cfg: DictConfig) -> tuple[DictConfig, dict[str, Vocabulary]]:
+    """(cfg with the checkpoint's model, data, monitor and task name, the user's overrides of those re-applied;
+    the checkpoint's tokenisers, which the datamodule should use: see ``adopt_vocabularies``).
 
     Raises:
         CheckpointError: the checkpoint is missing or has no saved config, or ``task=`` names another task.
     """
-    entry = read_suite_entry(cfg.ckpt_path)
+    entry, vocabularies = read_checkpoint(cfg.ckpt_path)
     overrides = command_line_overrides()
     task = asked_task(overrides)
     if task and entry.get("task") and task != entry["task"]:
@@ -70,7 +72,15 @@ def with_checkpoint_task(cfg: DictConfig) -> DictConfig:
             if key.split(".")[0] in TASK_SECTIONS and "." in key:
                 parsed = OmegaConf.select(OmegaConf.from_dotlist([f"{key}={value}"]), key)
                 OmegaConf.update(merged, key, parsed, merge=False, force_add=True)
-    return merged
+    return merged, vocabularies
+
+
+def adopt_vocabularies(datamodule: object, vocabularies: dict[str, Vocabulary]) -> None:
+    """Make the datamodule encode text with the checkpoint's tokenisers instead of building its own from the
+    data (which, on other data than the run's, would give other ids than the model was trained with)."""
+    adopt = getattr(datamodule, "adopt_vocabularies", None)
+    if vocabularies and adopt is not None:
+        adopt(vocabularies)
 
 
 def task_argument_for(argv: Sequence[str]) -> list[str]:

@@ -17,7 +17,7 @@ from pytorch_lightning.loggers import Logger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 from suite.checkpoints import ConfigInCheckpoint
-from suite.evaluation import evaluated_split, with_checkpoint_task
+from suite.evaluation import adopt_vocabularies, evaluated_split, with_checkpoint_task
 from suite.wandb_setup import choose_wandb_mode
 
 log = logging.getLogger(__name__)
@@ -110,8 +110,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
     With ``train=false ckpt_path=X`` (eval.py) the model and data are the checkpoint's own (its saved config), with
     the command line's ``data.*`` / ``model.*`` overrides applied on top.
     """
+    vocabularies = {}
     if not cfg.get("train", True) and cfg.get("ckpt_path"):
-        cfg = with_checkpoint_task(cfg)
+        cfg, vocabularies = with_checkpoint_task(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     if any(isinstance(node, DictConfig) and "WandbLogger" in str(node.get("_target_", ""))
@@ -123,6 +124,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
     # _convert_="all": plain lists/dicts in hyperparameters, so checkpoints load with weights_only=True
     datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data, _convert_="all")
+    adopt_vocabularies(datamodule, vocabularies)  # evaluating a checkpoint: its tokenisers, not rebuilt ones
     model: pl.LightningModule = hydra.utils.instantiate(
         cfg.model, **datamodule_provided_kwargs(cfg.model, datamodule), _convert_="all"
     )

@@ -279,3 +279,18 @@ def test_eval_cli_needs_only_the_checkpoint(checkpoints, tmp_path):
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert {"val/acc", "val/acc_non_relational", "val/acc_relational"} <= set(metrics)
     assert not any(key.startswith("test/") for key in metrics)
+
+
+def test_eval_on_other_data_encodes_with_the_checkpoints_tokenisers(checkpoints, tmp_path):
+    """data.* overrides that would train other tokenisers (here a smaller BPE vocabulary) still evaluate: the
+    datamodule adopts the checkpoint's, so ids and the model's vocabulary sizes match."""
+    cfg = compose_config([*FAST, "task=nmt", "train=false", f"ckpt_path={checkpoints['nmt']}", "data.vocab_size=60",
+                          "data.eval_batch_size=8"], tmp_path / "eval")
+    metrics = run(cfg)
+    assert np.isfinite(metrics["test/loss"]) and 0 <= metrics["test/bleu"] <= 100
+    saved = load_checkpoint(checkpoints["nmt"]).model
+    from suite.checkpoints import read_checkpoint
+
+    _, vocabularies = read_checkpoint(checkpoints["nmt"])
+    assert set(vocabularies) == {"source_vocabulary", "target_vocabulary"}
+    assert vocabularies["target_vocabulary"].to_json() == saved.target_vocabulary.to_json()
