@@ -31,7 +31,7 @@ from datamodules.caption_datasets import (
 from datamodules.karpathy import load_karpathy_split
 from datamodules.sampling import SplitLoaders, make_dataloader, resolve_num_workers
 from datamodules.synthetic.caption_scenes import CaptionScenes
-from datamodules.vocabulary import Vocabulary
+from datamodules.vocabulary import AdoptsVocabulary, Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ SOURCES = ("scenes", "karpathy")
 SPLITS = ("train", "val", "test")
 
 
-class CaptionDataModule(SplitLoaders, pl.LightningDataModule):
+class CaptionDataModule(AdoptsVocabulary, SplitLoaders, pl.LightningDataModule):
     """Captioned images for ``tasks.captioning``; see the module docstring for the sources.
 
     Args:
@@ -89,10 +89,6 @@ class CaptionDataModule(SplitLoaders, pl.LightningDataModule):
             log.info("caption vocabulary: %d words (min_word_count %d, incl. 4 special tokens)",
                      len(self._vocabulary), self.hparams.min_word_count)
         return self._vocabulary
-
-    def adopt_vocabularies(self, vocabularies: dict[str, Vocabulary]) -> None:
-        """Encode text with a checkpoint's tokeniser (eval.py) instead of one built from this data."""
-        self._vocabulary = vocabularies["vocabulary"]
 
     @property
     def image_size(self) -> int:

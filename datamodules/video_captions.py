@@ -27,7 +27,7 @@ from datamodules.sampling import SplitLoaders, make_dataloader, resolve_num_work
 from datamodules.synthetic.event_clips import EventClips
 from datamodules.video_annotations import VideoCaptions, load_msrvtt, load_msvd
 from datamodules.video_frames import FeatureSource, FrameFolderSource, VideoFileSource, pad_clips
-from datamodules.vocabulary import Vocabulary
+from datamodules.vocabulary import AdoptsVocabulary, Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ class ClipCollate:
         return ids, frames
 
 
-class VideoCaptionDataModule(SplitLoaders, pl.LightningDataModule):
+class VideoCaptionDataModule(AdoptsVocabulary, SplitLoaders, pl.LightningDataModule):
     """Captioned clips for ``tasks.video_captioning``.
 
     Args:
@@ -202,10 +202,6 @@ class VideoCaptionDataModule(SplitLoaders, pl.LightningDataModule):
             self._vocabulary = Vocabulary.build((c for caps in train.captions for c in caps), min_count=1)
             log.info("video caption vocabulary: %d words", len(self._vocabulary))
         return self._vocabulary
-
-    def adopt_vocabularies(self, vocabularies: dict[str, Vocabulary]) -> None:
-        """Encode text with a checkpoint's tokeniser (eval.py) instead of one built from this data."""
-        self._vocabulary = vocabularies["vocabulary"]
 
     @property
     def image_size(self) -> int:

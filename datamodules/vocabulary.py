@@ -410,3 +410,15 @@ def build_vocabulary(
             raise ValueError("vocab_size is required for a 'bpe' vocabulary, got None")
         return Vocabulary.build_bpe(texts, vocab_size=vocab_size, min_frequency=min_count, lowercase=lowercase)
     raise ValueError(f"unknown vocabulary kind {kind!r}; choose one of {list(VOCABULARY_KINDS)}")
+
+
+class AdoptsVocabulary:
+    """Mixin for a datamodule whose text goes through one tokeniser, built from its data into ``_vocabulary``:
+    ``adopt_vocabularies`` makes it use a checkpoint's instead (eval.py on other data keeps the trained ids).
+    ``vocabulary_name`` is the name the model and the checkpoint give that tokeniser."""
+
+    vocabulary_name = "vocabulary"
+    _vocabulary: Vocabulary | None
+
+    def adopt_vocabularies(self, vocabularies: dict[str, Vocabulary]) -> None:
+        self._vocabulary = vocabularies[self.vocabulary_name]

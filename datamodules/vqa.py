@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from datamodules.caption_corpora import image_transform
 from datamodules.sampling import SplitLoaders, make_dataloader, split_index
 from datamodules.synthetic.sort_of_clevr import ANSWERS, SortOfClevr
-from datamodules.vocabulary import Vocabulary
+from datamodules.vocabulary import AdoptsVocabulary, Vocabulary
 from datamodules.vqa_v2 import VQAItem, answer_coverage, load_vqa_split, top_k_answers
 from tasks.vqa_accuracy import normalize_answer, soft_score_targets
 
@@ -108,7 +108,7 @@ class VQACollate:
         return batch
 
 
-class VQADataModule(SplitLoaders, pl.LightningDataModule):
+class VQADataModule(AdoptsVocabulary, SplitLoaders, pl.LightningDataModule):
     """Questions about images for ``tasks.vqa``.
 
     Args:
@@ -120,6 +120,8 @@ class VQADataModule(SplitLoaders, pl.LightningDataModule):
             question whose image is missing is skipped and counted (else an error naming it).
         batch_size, eval_batch_size, num_workers, seed: loading.
     """
+
+    vocabulary_name = "question_vocabulary"
 
     def __init__(self, source: str = "sort_of_clevr", num_images: dict[str, int] | None = None,
                  questions_per_image: int = 10, image_size: int = 75, root: str | None = None,
@@ -146,10 +148,6 @@ class VQADataModule(SplitLoaders, pl.LightningDataModule):
             self._vocabulary = Vocabulary.build(texts, min_count=1)
             log.info("question vocabulary: %d words", len(self._vocabulary))
         return self._vocabulary
-
-    def adopt_vocabularies(self, vocabularies: dict[str, Vocabulary]) -> None:
-        """Encode text with a checkpoint's tokeniser (eval.py) instead of one built from this data."""
-        self._vocabulary = vocabularies["question_vocabulary"]
 
     @property
     def answers(self) -> list[str]:

@@ -294,3 +294,18 @@ def test_eval_on_other_data_encodes_with_the_checkpoints_tokenisers(checkpoints,
     _, vocabularies = read_checkpoint(checkpoints["nmt"])
     assert set(vocabularies) == {"source_vocabulary", "target_vocabulary"}
     assert vocabularies["target_vocabulary"].to_json() == saved.target_vocabulary.to_json()
+
+
+def test_every_text_datamodule_adopts_the_checkpoints_tokenisers(checkpoints):
+    import hydra
+
+    from suite.checkpoints import read_checkpoint
+    from suite.evaluation import adopt_vocabularies
+
+    for task in ("captioning", "video_captioning", "vqa", "nmt"):
+        entry, vocabularies = read_checkpoint(checkpoints[task])
+        datamodule = hydra.utils.instantiate(entry["config"]["data"])
+        adopt_vocabularies(datamodule, vocabularies)
+        assert vocabularies, task
+        for name, vocabulary in vocabularies.items():
+            assert getattr(datamodule, name) is vocabulary, (task, name)
