@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from datamodules.synthetic.items import SPLITS, check_split_count_seed, item_rng
 from datamodules.synthetic.shapes import BACKGROUND, COLOURS, SHAPES, SIZES, SceneObject, render
 
 __all__ = [
@@ -33,7 +34,6 @@ __all__ = [
     "vocabulary_words",
 ]
 
-SPLITS = {"train": 0, "val": 1, "test": 2}
 MAX_OBJECTS = 3  # the caption templates cover 1-3 objects
 MIN_IMAGE_SIZE = 16
 RADIUS_FRACTION = {"small": 0.09, "large": 0.16}  # radius = fraction * image_size * (1 +- JITTER)
@@ -277,10 +277,7 @@ class CaptionScenes:
         min_objects: int = 1,
         max_objects: int = 3,
     ) -> None:
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; valid choices: {', '.join(SPLITS)}")
-        if num_images < 0 or seed < 0:
-            raise ValueError(f"num_images and seed must be >= 0; got {num_images} and {seed}")
+        check_split_count_seed(split, num_images, seed, "num_images")
         if image_size < MIN_IMAGE_SIZE:
             raise ValueError(f"image_size must be >= {MIN_IMAGE_SIZE}; got {image_size}")
         if num_captions < 1:
@@ -299,9 +296,7 @@ class CaptionScenes:
         return self.num_images
 
     def _rng(self, i: int) -> np.random.Generator:
-        if not 0 <= i < self.num_images:
-            raise IndexError(f"index {i} out of range for {self.num_images} images")
-        return np.random.default_rng([self.seed, SPLITS[self.split], int(i)])
+        return item_rng(self.seed, self.split, i, self.num_images, "images")
 
     def _sample(self, i: int, with_captions: bool) -> tuple[list[SceneObject], list[str]]:
         rng = self._rng(i)

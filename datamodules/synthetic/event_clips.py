@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from datamodules.synthetic.caption_scenes import GAP, MARGIN, RADIUS_FRACTION
+from datamodules.synthetic.items import SPLITS, check_split_count_seed, item_rng
 from datamodules.synthetic.shapes import BACKGROUND, COLOURS, SHAPES, SIZES, SceneObject, render
 
 __all__ = [
@@ -45,7 +46,6 @@ __all__ = [
     "vocabulary_words",
 ]
 
-SPLITS = {"train": 0, "val": 1, "test": 2}
 MIN_SEGMENT = 4  # frames per event segment
 MAX_EVENTS = 3
 MAX_OBJECTS = 2
@@ -408,10 +408,7 @@ class EventClips:
         num_captions: int = 3,
         events_per_clip: int = 2,
     ) -> None:
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; valid choices: {', '.join(SPLITS)}")
-        if num_clips < 0 or seed < 0:
-            raise ValueError(f"num_clips and seed must be >= 0; got {num_clips} and {seed}")
+        check_split_count_seed(split, num_clips, seed, "num_clips")
         if image_size < MIN_IMAGE_SIZE:
             raise ValueError(f"image_size must be >= {MIN_IMAGE_SIZE}; got {image_size}")
         if not 1 <= events_per_clip <= MAX_EVENTS:
@@ -435,9 +432,7 @@ class EventClips:
         return self.num_clips
 
     def _rng(self, i: int) -> np.random.Generator:
-        if not 0 <= i < self.num_clips:
-            raise IndexError(f"index {i} out of range for {self.num_clips} clips")
-        return np.random.default_rng([self.seed, SPLITS[self.split], int(i)])
+        return item_rng(self.seed, self.split, i, self.num_clips, "clips")
 
     def _plan(self, i: int) -> tuple[np.random.Generator, list[ObjectTrack], list[Event]]:
         rng = self._rng(i)

@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from datamodules.synthetic.items import SPLITS, check_split_count_seed, item_rng
 from datamodules.synthetic.shapes import BACKGROUND, COLOURS, SceneObject, render
 
 __all__ = [
@@ -49,7 +50,6 @@ __all__ = [
     "sample_objects",
 ]
 
-SPLITS = {"train": 0, "val": 1, "test": 2}
 ANSWERS = ("circle", "square", "left", "right", "top", "bottom", "1", "2", "3", "4", "5", "6")
 ANSWER_INDEX = {a: k for k, a in enumerate(ANSWERS)}
 COLOURS_ORDER = tuple(COLOURS)  # object k has colour COLOURS_ORDER[k]
@@ -231,10 +231,7 @@ class SortOfClevr:
         split: str = "train",
         image_size: int = 75,
     ) -> None:
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; valid choices: {', '.join(SPLITS)}")
-        if num_images < 0 or seed < 0:
-            raise ValueError(f"num_images and seed must be >= 0; got {num_images} and {seed}")
+        check_split_count_seed(split, num_images, seed, "num_images")
         if questions_per_image < 1:
             raise ValueError(f"questions_per_image must be >= 1; got {questions_per_image}")
         if image_size < MIN_IMAGE_SIZE:
@@ -249,9 +246,7 @@ class SortOfClevr:
         return self.num_images * self.questions_per_image
 
     def _rng(self, i: int) -> np.random.Generator:
-        if not 0 <= i < self.num_images:
-            raise IndexError(f"image index {i} out of range for {self.num_images} images")
-        return np.random.default_rng([self.seed, SPLITS[self.split], int(i)])
+        return item_rng(self.seed, self.split, i, self.num_images, "images")
 
     def objects(self, i: int) -> list[SceneObject]:
         """The six objects of image ``i`` (pixel geometry), object ``k`` of colour ``COLOURS_ORDER[k]``."""
