@@ -9,6 +9,17 @@ from torch import nn
 IDENTITY_THETA = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
 
+def conv_stages(in_channels: int, channels: tuple[int, ...], batch_norm: bool) -> nn.Sequential:
+    """Per width: 5x5 conv (same padding) -> 2x2 max-pool -> BatchNorm (optional) -> ReLU."""
+    layers: list[nn.Module] = []
+    previous = in_channels
+    for width in channels:
+        norm = nn.BatchNorm2d(width) if batch_norm else nn.Identity()
+        layers += [nn.Conv2d(previous, width, 5, padding=2), nn.MaxPool2d(2), norm, nn.ReLU(inplace=True)]
+        previous = width
+    return nn.Sequential(*layers)
+
+
 class LocalisationNet(nn.Module):
     """Small CNN that regresses the 6 affine parameters; the last layer starts at the identity transform."""
 
@@ -28,13 +39,8 @@ class LocalisationNet(nn.Module):
                 of the input, zoomed in, so moving the window changes what the classifier sees from the start).
         """
         super().__init__()
-        layers: list[nn.Module] = []
-        previous = in_channels
-        for width in channels:
-            norm = nn.BatchNorm2d(width) if batch_norm else nn.Identity()
-            layers += [nn.Conv2d(previous, width, 5, padding=2), nn.MaxPool2d(2), norm, nn.ReLU(inplace=True)]
-            previous = width
-        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(pool_to))
+        self.features = nn.Sequential(*conv_stages(in_channels, channels, batch_norm), nn.AdaptiveAvgPool2d(pool_to))
+        previous = channels[-1]
         self.regressor = nn.Sequential(
             nn.Flatten(), nn.Linear(previous * pool_to * pool_to, hidden),
             nn.BatchNorm1d(hidden) if batch_norm else nn.Identity(), nn.ReLU(inplace=True),
@@ -54,6 +60,59 @@ class LocalisationNet(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images [B, C, H, W] -> theta [B, 2, 3] (maps output coords to input coords, normalised to [-1, 1])."""
         return self.regressor(self.features(images)).view(-1, 2, 3)
+
+
+class HeatmapLocalisationNet(nn.Module):
+    """Finds where to look by pointing at it: the translation is the soft-argmax of a fully convolutional
+    heatmap, and the linear part (scale, rotation, shear) is regressed from the features the heatmap pools.
+
+    A regressor (``LocalisationNet``) has to learn position -> number through fully connected layers; the
+    heatmap is translation-equivariant, so what it learns about a digit at one place holds at every place.
+    On 60x60 cluttered digits (3,600 training digits) it finds the digit where the regressor does not
+    (benchmarks/stn.py: IoU of the sampled region with the digit box 0.30 against 0.10-0.14).
+
+    At init the heatmap is flat (translation 0, the centre) and the linear part is ``init_scale`` x identity:
+    theta is the same for every input, as for ``LocalisationNet``.
+    """
+
+    def __init__(self, in_channels: int = 1, channels: tuple[int, ...] = (32, 32), hidden: int = 64,
+                 batch_norm: bool = True, init_scale: float = 0.5) -> None:
+        """
+        Args:
+            in_channels: image channels.
+            channels: output channels of each 5x5 conv stage (each halves the resolution).
+            hidden: width of the layer that regresses the linear part from the pooled features.
+            batch_norm: BatchNorm in the conv stages (see ``LocalisationNet``).
+            init_scale: the linear part at init, times the identity (0.5: a window half the input's side).
+        """
+        super().__init__()
+        self.features = conv_stages(in_channels, channels, batch_norm)
+        self.heatmap = nn.Conv2d(channels[-1], 1, 1)
+        self.linear = nn.Sequential(nn.Linear(channels[-1], hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 4))
+        self.init_scale = init_scale
+        self.reset_to_identity()
+
+    def reset_to_identity(self) -> None:
+        """Flat heatmap (centre), linear part ``init_scale`` x identity, for every input."""
+        for layer in (self.heatmap, self.linear[-1]):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        with torch.no_grad():
+            self.linear[-1].bias.copy_(torch.tensor([1.0, 0.0, 0.0, 1.0]) * self.init_scale)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """images [B, C, H, W] -> theta [B, 2, 3] (output coords -> input coords, normalised to [-1, 1])."""
+        features = self.features(images)                                                 # [B, C', h, w]
+        height, width = features.shape[-2:]
+        weights = self.heatmap(features).flatten(1).float().softmax(dim=-1)              # [B, h*w]
+        ys = (torch.arange(height, device=images.device, dtype=torch.float32) * 2 + 1) / height - 1   # cell centres
+        xs = (torch.arange(width, device=images.device, dtype=torch.float32) * 2 + 1) / width - 1
+        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+        cells = torch.stack([grid_x.reshape(-1), grid_y.reshape(-1)], dim=-1)            # [h*w, 2] (x, y)
+        centre = weights @ cells                                                         # [B, 2]
+        pooled = torch.einsum("bcn,bn->bc", features.flatten(2).float(), weights)       # [B, C']
+        linear = self.linear(pooled.to(features.dtype)).float().view(-1, 2, 2)           # [B, 2, 2]
+        return torch.cat([linear, centre.unsqueeze(-1)], dim=-1)                         # [B, 2, 3]
 
 
 class SpatialTransformer(nn.Module):

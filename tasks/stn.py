@@ -13,6 +13,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from modules.classifiers import ConvClassifier
 from modules.spatial_transformer import (
+    HeatmapLocalisationNet,
     LocalisationNet,
     SpatialTransformer,
     box_mask,
@@ -23,6 +24,7 @@ from tasks.figure_logging import log_figure
 from tasks.optim import adamw_one_cycle
 
 ARCHS = ("cnn", "st_cnn")
+LOCALISATIONS = ("regression", "heatmap")
 SPLITS = ("train", "val", "test")
 
 
@@ -32,7 +34,8 @@ class STNClassifier(pl.LightningModule):
     def __init__(self, arch: str = "st_cnn", image_size: int = 42, num_classes: int = 10,
                  st_out_size: int | None = None, channels: tuple[int, ...] = (32, 64), hidden: int = 256,
                  dropout: float = 0.2, batch_norm: bool = True, kernel_size: int = 5,
-                 loc_batch_norm: bool | None = None, loc_init_scale: float = 1.0, lr: float = 3e-3,
+                 localisation: str = "regression", loc_batch_norm: bool | None = None,
+                 loc_init_scale: float = 1.0, lr: float = 3e-3,
                  loc_lr_scale: float = 0.3, weight_decay: float = 1e-4, label_smoothing: float = 0.0,
                  warmup_fraction: float = 0.15, channels_last: bool = False, num_figure_samples: int = 8,
                  class_names: list[str] | None = None) -> None:
@@ -44,6 +47,9 @@ class STNClassifier(pl.LightningModule):
             st_out_size: size of the transformer's output (default: image_size).
             channels, hidden, dropout, batch_norm, kernel_size: the classifier
                 (modules.classifiers.ConvClassifier).
+            localisation: how the transformer finds where to look: "regression" (the paper's: a CNN regresses the
+                six affine parameters) or "heatmap" (the translation is the soft-argmax of a convolutional
+                heatmap, the rest regressed; modules.spatial_transformer.HeatmapLocalisationNet).
             loc_batch_norm: BatchNorm in the localisation net (default: same as batch_norm); see
                 modules.spatial_transformer.LocalisationNet for why it matters on cluttered digits.
             loc_init_scale: the transformer's theta at init, times the identity (1: identity; < 1 zooms in).
@@ -59,12 +65,17 @@ class STNClassifier(pl.LightningModule):
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"model.arch={arch!r} is not a known architecture; choose one of {list(ARCHS)}")
+        if localisation not in LOCALISATIONS:
+            raise ValueError(f"model.localisation={localisation!r} is not known; choose one of {list(LOCALISATIONS)}")
         self.save_hyperparameters()
         self.transformer = None
         if arch == "st_cnn":
             loc_norm = batch_norm if loc_batch_norm is None else loc_batch_norm
-            localisation = LocalisationNet(1, image_size, batch_norm=loc_norm, init_scale=loc_init_scale)
-            self.transformer = SpatialTransformer(localisation, out_size=st_out_size)
+            if localisation == "heatmap":
+                locator = HeatmapLocalisationNet(1, batch_norm=loc_norm, init_scale=loc_init_scale)
+            else:
+                locator = LocalisationNet(1, image_size, batch_norm=loc_norm, init_scale=loc_init_scale)
+            self.transformer = SpatialTransformer(locator, out_size=st_out_size)
         self.classifier = ConvClassifier(1, num_classes, tuple(channels), hidden, dropout,
                                          batch_norm=batch_norm, kernel_size=kernel_size)
         # per split (ModuleDict keys cannot be "train": nn.Module.train exists)

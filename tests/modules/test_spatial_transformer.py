@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from modules.spatial_transformer import (
+    HeatmapLocalisationNet,
     LocalisationNet,
     SpatialTransformer,
     box_mask,
@@ -88,3 +89,38 @@ def test_init_scale_zooms_in_on_the_centre_for_every_input():
     transformer = SpatialTransformer(LocalisationNet(1, 20, init_scale=0.5).eval())
     out, _ = transformer(images)
     assert out.mean() > 0.9  # the output is (almost) all central square
+
+
+def test_heatmap_localisation_starts_at_the_scaled_identity_for_every_input():
+    localisation = HeatmapLocalisationNet(1, init_scale=0.5).eval()
+    theta = localisation(torch.rand(3, 1, 60, 60))                                          # [3, 2, 3]
+    torch.testing.assert_close(theta, torch.tensor([[0.5, 0.0, 0.0], [0.0, 0.5, 0.0]]).expand(3, 2, 3))
+
+
+def test_heatmap_translation_points_at_the_hot_cell():
+    localisation = HeatmapLocalisationNet(1, channels=(4,), batch_norm=False, init_scale=0.5).eval()
+    with torch.no_grad():  # features = ReLU(conv(image)): a centre-tap conv copies the pooled image
+        conv = localisation.features[0]
+        conv.weight.zero_()
+        conv.weight[:, 0, 2, 2] = 1.0
+        conv.bias.zero_()
+        localisation.heatmap.weight.fill_(50.0)                 # a sharp heatmap wherever there is ink
+    images = torch.zeros(2, 1, 40, 40)
+    images[0, 0, 4:8, 30:34] = 1.0                              # top right
+    images[1, 0, 30:34, 4:8] = 1.0                              # bottom left
+    theta = localisation(images)
+    # the ink's centre, in [-1, 1]: x = (32 / 40) * 2 - 1 = 0.6, y = (6 / 40) * 2 - 1 = -0.7
+    torch.testing.assert_close(theta[0, :, 2], torch.tensor([0.6, -0.7]), atol=0.06, rtol=0)
+    torch.testing.assert_close(theta[1, :, 2], torch.tensor([-0.7, 0.6]), atol=0.06, rtol=0)
+    torch.testing.assert_close(theta[:, :, :2], torch.tensor([[0.5, 0.0], [0.0, 0.5]]).expand(2, 2, 2))
+
+
+def test_heatmap_localisation_gradients_reach_every_parameter():
+    torch.manual_seed(0)
+    localisation = HeatmapLocalisationNet(1)
+    torch.nn.init.normal_(localisation.linear[-1].weight, std=0.01)   # as after a first update
+    transformer = SpatialTransformer(localisation, out_size=28)
+    out, theta = transformer(torch.rand(4, 1, 60, 60))
+    (out.square().mean() + theta.square().sum()).backward()
+    for name, parameter in transformer.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, f"no gradient reaches {name}"

@@ -19,10 +19,11 @@ def batch() -> dict[str, torch.Tensor]:
     return batch
 
 
-@pytest.mark.parametrize("arch", ["cnn", "st_cnn"])
-def test_overfits_one_batch(batch, arch):
+@pytest.mark.parametrize(("arch", "localisation"), [("cnn", "regression"), ("st_cnn", "regression"),
+                                                     ("st_cnn", "heatmap")])
+def test_overfits_one_batch(batch, arch, localisation):
     torch.manual_seed(0)
-    model = STNClassifier(arch=arch, image_size=42, num_classes=10, dropout=0.0)
+    model = STNClassifier(arch=arch, image_size=42, num_classes=10, dropout=0.0, localisation=localisation)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     first_loss = None
     for _ in range(60):
@@ -76,3 +77,15 @@ def test_localisation_batch_norm_follows_the_classifier_unless_set():
     assert loc_norms(STNClassifier(image_size=42, num_classes=10)) == 3
     assert loc_norms(STNClassifier(image_size=42, num_classes=10, batch_norm=False)) == 0
     assert loc_norms(STNClassifier(image_size=42, num_classes=10, loc_batch_norm=False)) == 0
+
+
+def test_heatmap_localisation_is_built_and_unknown_ones_are_named():
+    from modules.spatial_transformer import HeatmapLocalisationNet
+
+    model = STNClassifier(image_size=60, num_classes=10, localisation="heatmap", loc_init_scale=0.5)
+    assert isinstance(model.transformer.localisation, HeatmapLocalisationNet)
+    with torch.no_grad():
+        theta = model.eval()(torch.rand(2, 1, 60, 60))["theta"]
+    torch.testing.assert_close(theta, torch.tensor([[0.5, 0.0, 0.0], [0.0, 0.5, 0.0]]).expand(2, 2, 3))
+    with pytest.raises(ValueError, match=r"model.localisation='grid'.*regression.*heatmap"):
+        STNClassifier(image_size=60, num_classes=10, localisation="grid")
