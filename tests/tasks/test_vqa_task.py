@@ -33,7 +33,8 @@ def test_each_hop_has_its_own_parameters():
 
 
 @pytest.mark.parametrize(("hops", "options"), [(0, {}), (1, {}), (2, {}),
-                                                (2, {"score": "multiplicative", "question_norm": True})])
+                                                (2, {"score": "multiplicative", "question_norm": True}),
+                                                (2, {"classifier_hidden": 32})])
 def test_maps_sum_to_one_per_hop_and_every_parameter_gets_a_gradient(data, hops, options):
     model = small_model(data, hops=hops, **options)
     batch = next(iter(data.train_dataloader()))
@@ -44,6 +45,8 @@ def test_maps_sum_to_one_per_hop_and_every_parameter_gets_a_gradient(data, hops,
         torch.testing.assert_close(weights.sum(-1), torch.ones(16))
     model._loss(logits, batch).backward()
     assert not [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    linear_layers = [m for m in model.classifier if isinstance(m, torch.nn.Linear)]
+    assert len(linear_layers) == (2 if options.get("classifier_hidden") else 1)
 
 
 @pytest.mark.parametrize("hops", [0, 2])
