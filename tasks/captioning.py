@@ -40,6 +40,7 @@ from tasks.attention_correctness import (
 )
 from tasks.caption_figures import attention_caption_figure, caption_table_rows
 from tasks.caption_metrics import caption_metric_collection
+from tasks.epoch_metrics import compute_quietly, updated_on_any_rank
 from tasks.figure_logging import log_figure, log_table
 from tasks.optim import adamw_one_cycle
 from tasks.saved_vocabularies import load_vocabularies, save_vocabularies
@@ -281,8 +282,8 @@ class ImageCaptioner(pl.LightningModule):
         self.metrics[key].reset()
         for name, metric in (("attention_entropy", self.entropy), ("attention_correctness", self.correctness),
                              ("attention_correctness_uniform", self.correctness_uniform)):
-            if metric[key].update_count:  # only what was measured (no boxes on real data)
-                values[f"{split}/{name}"] = metric[key].compute()
+            if updated_on_any_rank(self, metric[key]):  # only what was measured (no boxes on real data)
+                values[f"{split}/{name}"] = compute_quietly(metric[key])
             metric[key].reset()
         for name, value in values.items():
             self.log(name, value.float(), prog_bar=name in ("val/cider", "val/bleu4"), sync_dist=False)

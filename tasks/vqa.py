@@ -13,19 +13,19 @@ loss) and the official VQA accuracy, overall and per answer type.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics import MeanMetric, Metric
+from torchmetrics import MeanMetric
 
 from datamodules.vocabulary import Vocabulary
 from modules.encoders import IMAGENET_MEAN, IMAGENET_STD, TextEncoder, image_encoder_from_options, measure_grid
 from modules.stacked_attention import StackedAttention
 from tasks.attention_correctness import box_cell_cover
+from tasks.epoch_metrics import compute_quietly, updated_on_any_rank
 from tasks.figure_logging import log_figure
 from tasks.optim import adamw_one_cycle
 from tasks.saved_vocabularies import load_vocabularies, save_vocabularies
@@ -184,39 +184,22 @@ class StackedAttentionVQA(pl.LightningModule):
             self.correctness[f"{split}_{hop}"].update((weights.float() * cover).sum(-1))
         self.correctness_uniform[f"{split}_"].update(cover.mean(-1))
 
-    def _updated_on_any_rank(self, metric: Metric) -> bool:
-        """Whether ``metric`` was updated on any process. Under DDP a rank may see none of a group (the
-        distributed sampler deals Sort-of-CLEVR's alternating non-relational / relational questions out to
-        alternate ranks), and every rank must make the same ``compute()`` calls: each is a collective."""
-        count = torch.tensor(float(metric.update_count), device=self.device)
-        if self.trainer.world_size > 1:
-            count = self.trainer.strategy.reduce(count, reduce_op="sum")
-        return bool(count > 0)
-
-    @staticmethod
-    def _compute(metric: Metric) -> Any:
-        """``metric.compute()``, without torchmetrics' warning on a rank that saw no update (its empty states
-        still join the sync, so the result covers every rank)."""
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*called before the ``update`` method.*")
-            return metric.compute()
-
     def _log_epoch(self, split: str) -> None:
         values = {}
         for kind in ("all", *KINDS):
             metric = self.accuracy[f"{split}_{kind}"]
-            if self._updated_on_any_rank(metric):
-                values[f"{split}/acc" if kind == "all" else f"{split}/acc_{kind}"] = self._compute(metric)
+            if updated_on_any_rank(self, metric):
+                values[f"{split}/acc" if kind == "all" else f"{split}/acc_{kind}"] = compute_quietly(metric)
             metric.reset()
-        if split != "train" and self.hparams.hops and self._updated_on_any_rank(self.correctness[f"{split}_0"]):
+        if split != "train" and self.hparams.hops and updated_on_any_rank(self, self.correctness[f"{split}_0"]):
             for hop in range(self.hparams.hops):
                 metric = self.correctness[f"{split}_{hop}"]
-                values[f"{split}/attention_correctness_hop{hop + 1}"] = self._compute(metric)
+                values[f"{split}/attention_correctness_hop{hop + 1}"] = compute_quietly(metric)
                 metric.reset()
-            values[f"{split}/attention_correctness_uniform"] = self._compute(self.correctness_uniform[f"{split}_"])
+            values[f"{split}/attention_correctness_uniform"] = compute_quietly(self.correctness_uniform[f"{split}_"])
             self.correctness_uniform[f"{split}_"].reset()
-        if split != "train" and self._updated_on_any_rank(self.vqa_accuracy[f"{split}_"]):
-            for name, value in self._compute(self.vqa_accuracy[f"{split}_"]).items():
+        if split != "train" and updated_on_any_rank(self, self.vqa_accuracy[f"{split}_"]):
+            for name, value in compute_quietly(self.vqa_accuracy[f"{split}_"]).items():
                 key = "vqa_acc" if name == "overall" else "vqa_acc_" + name.replace("/", "_")
                 values[f"{split}/{key}"] = value
             self.vqa_accuracy[f"{split}_"].reset()
