@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -63,6 +64,25 @@ def run_cli(script: str, *args: str, cwd: Path, timeout: int = 300, env: dict | 
                 "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def metrics_one_process_and_ddp(common: list[str], keys: tuple[str, ...], cwd: Path,
+                                     train_overrides: tuple[str, ...] = ()) -> dict[str, dict[str, float]]:
+    """Train a tiny checkpoint with ``common`` train.py overrides (CSV logger), then test it in one process and
+    in DDP on two CPU processes -> {"single": {key: value}, "ddp": {key: value}}, the last logged value of each
+    of ``keys`` (metric columns of the CSV log)."""
+    train = run_cli("train.py", *common, "trainer.max_epochs=1", "trainer.limit_val_batches=1", "test=false",
+                    *train_overrides, "hydra.run.dir=fit", cwd=cwd)
+    assert train.returncode == 0, train.stderr[-3000:]
+    checkpoint = cwd / "fit" / "checkpoints" / "last.ckpt"
+    metrics = {}
+    for name, extra in [("single", []), ("ddp", ["trainer=ddp_cpu", "trainer.devices=2"])]:
+        result = run_cli("train.py", *common, *extra, "train=false", f"ckpt_path={checkpoint}",
+                         f"hydra.run.dir={name}", cwd=cwd)
+        assert result.returncode == 0, result.stderr[-3000:]
+        rows = list(csv.DictReader(open(cwd / name / "csv" / "metrics.csv")))
+        metrics[name] = {key: float(next(row[key] for row in reversed(rows) if row.get(key))) for key in keys}
+    return metrics
 
 
 @pytest.fixture(scope="module")

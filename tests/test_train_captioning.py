@@ -10,7 +10,7 @@ import torch
 
 from suite.run import run
 from tasks.captioning import ImageCaptioner
-from tests.conftest import run_cli
+from tests.conftest import metrics_one_process_and_ddp, run_cli
 from tests.karpathy_fixtures import coco_entries, write_dataset
 from tests.wandb_records import logged_config, logged_history_keys
 
@@ -111,17 +111,8 @@ def test_ddp_test_scores_equal_one_process_scores(tmp_path):
     """Corpus BLEU and CIDEr-D under DDP (texts gathered from two CPU ranks) equal the one-process scores."""
     common = ["task=captioning", "trainer=cpu", "logger=csv", "data.num_workers=0", "trainer.precision=32-true",
               "trainer.enable_progress_bar=false", *SMALL_DATA, "data.eval_batch_size=4"]
-    train = run_cli("train.py", *common, "trainer.max_epochs=1", "trainer.limit_train_batches=6",
-                    "trainer.limit_val_batches=1", "test=false", "hydra.run.dir=fit", cwd=tmp_path)
-    assert train.returncode == 0, train.stderr[-3000:]
-    checkpoint = tmp_path / "fit" / "checkpoints" / "last.ckpt"
-    scores = {}
-    for name, extra in [("single", []), ("ddp", ["trainer=ddp_cpu", "trainer.devices=2"])]:
-        result = run_cli("train.py", *common, *extra, "train=false", f"ckpt_path={checkpoint}",
-                         f"hydra.run.dir={name}", cwd=tmp_path)
-        assert result.returncode == 0, result.stderr[-3000:]
-        rows = list(csv.DictReader(open(tmp_path / name / "csv" / "metrics.csv")))
-        scores[name] = {key: float(rows[-1][key]) for key in ("test/bleu1", "test/bleu4", "test/cider")}
+    scores = metrics_one_process_and_ddp(common, ("test/bleu1", "test/bleu4", "test/cider"), tmp_path,
+                                         ("trainer.limit_train_batches=6",))
     assert scores["single"]["test/bleu1"] > 0
     assert scores["ddp"] == pytest.approx(scores["single"], abs=1e-6)
 

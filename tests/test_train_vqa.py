@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
 import torch
 
 from suite.run import run
-from tests.conftest import run_cli
+from tests.conftest import metrics_one_process_and_ddp
 
 SMALL = ["data.num_images.train=16", "data.num_images.val=4", "data.num_images.test=4", "data.batch_size=16",
          "data.eval_batch_size=16", "model.dim=32", "model.attention_dim=16", "model.embed_dim=16"]
@@ -52,18 +51,8 @@ def test_ddp_test_metrics_equal_one_process_metrics(tmp_path):
     one-process figures on the same checkpoint and test questions (80 questions: 40 per rank, no padding)."""
     common = ["task=vqa", "trainer=cpu", "logger=csv", "data.num_workers=0", "trainer.precision=32-true",
               "trainer.enable_progress_bar=false", *SMALL, "data.num_images.test=8", "data.eval_batch_size=8"]
-    train = run_cli("train.py", *common, "trainer.max_epochs=1", "trainer.limit_train_batches=3",
-                    "trainer.limit_val_batches=1", "test=false", "hydra.run.dir=fit", cwd=tmp_path)
-    assert train.returncode == 0, train.stderr[-3000:]
-    checkpoint = tmp_path / "fit" / "checkpoints" / "last.ckpt"
     keys = ("test/acc", "test/acc_non_relational", "test/acc_relational", "test/attention_correctness_hop1",
             "test/attention_correctness_hop2", "test/attention_correctness_uniform")
-    metrics = {}
-    for name, extra in [("single", []), ("ddp", ["trainer=ddp_cpu", "trainer.devices=2"])]:
-        result = run_cli("train.py", *common, *extra, "train=false", f"ckpt_path={checkpoint}",
-                         f"hydra.run.dir={name}", cwd=tmp_path)
-        assert result.returncode == 0, result.stderr[-3000:]
-        rows = list(csv.DictReader(open(tmp_path / name / "csv" / "metrics.csv")))
-        metrics[name] = {key: float(next(row[key] for row in reversed(rows) if row.get(key))) for key in keys}
+    metrics = metrics_one_process_and_ddp(common, keys, tmp_path, ("trainer.limit_train_batches=3",))
     assert 0 < metrics["single"]["test/attention_correctness_uniform"] < 1
     assert metrics["ddp"] == pytest.approx(metrics["single"], abs=1e-6)

@@ -1,5 +1,6 @@
 """Epoch-end metric helpers: the update decision, and computing an un-updated metric without a warning.
-(The multi-rank case is tested end to end in tests/test_train_vqa.py::test_ddp_test_metrics_equal_one_process_metrics.)"""
+(The multi-rank case is tested end to end in tests/test_train_vqa.py, test_ddp_test_metrics_equal_one_process_metrics.)
+"""
 
 from __future__ import annotations
 
