@@ -110,7 +110,7 @@ def length_penalty_factor(length: Tensor | int, alpha: float) -> Tensor | float:
 
 @torch.no_grad()
 def beam_search(decoder: StepDecoder, memory: Tensor, memory_mask: Tensor | None, bos_id: int, eos_id: int,
-                beam_size: int = 5, max_len: int = 20, length_penalty: float = 1.0) -> Decoded:
+                beam_size: int = 5, max_len: int | Tensor = 20, length_penalty: float = 1.0) -> Decoded:
     """memory [B, N, D], memory_mask [B, N] bool | None -> the best hypothesis of each sample (B of them).
 
     Args:
@@ -118,7 +118,8 @@ def beam_search(decoder: StepDecoder, memory: Tensor, memory_mask: Tensor | None
         memory, memory_mask: what it attends over, and which positions are real.
         bos_id, eos_id: the start token fed first, and the end token.
         beam_size: beams per sample (1 = greedy decoding).
-        max_len: most decoding steps (a finished hypothesis has at most max_len - 1 words).
+        max_len: most decoding steps (a finished hypothesis has at most max_len - 1 words): one for every
+            sample, or a [B] tensor of per-sample limits (so a sample's output does not depend on the batch).
         length_penalty: alpha of the GNMT length penalty (0 = none).
     """
     batch, positions = memory.shape[:2]
@@ -143,11 +144,14 @@ def beam_search(decoder: StepDecoder, memory: Tensor, memory_mask: Tensor | None
     best_score = torch.full((batch,), float("-inf"), device=device)                       # [B]
     best_log_prob = torch.full((batch,), float("-inf"), device=device)                    # [B]
     best_length = torch.zeros(batch, dtype=torch.long, device=device)                     # [B] words
-    best_tokens = torch.zeros(batch, max_len, dtype=torch.long, device=device)            # [B, max_len]
-    best_attention = torch.zeros(batch, max_len, positions, device=device)                # [B, max_len, N]
+    limit = step_limits(max_len, batch, device)                                           # [B]
+    longest = int(limit.max()) if batch else 0
+    best_tokens = torch.zeros(batch, longest, dtype=torch.long, device=device)            # [B, max_len]
+    best_attention = torch.zeros(batch, longest, positions, device=device)                # [B, max_len, N]
     num_finished = torch.zeros(batch, dtype=torch.long, device=device)                    # [B]
+    unfinished = torch.zeros(batch, dtype=torch.bool, device=device)                      # [B] no EOS by limit
 
-    for step in range(1, max_len + 1):
+    for step in range(1, longest + 1):
         logits, weights, state = decoder.step(tokens, state, memory_k, mask_k, precomputed)
         log_probs = torch.log_softmax(logits.float(), dim=-1)                             # [A*K, V]
         searching, vocab = active.numel(), log_probs.size(-1)
@@ -184,10 +188,25 @@ def beam_search(decoder: StepDecoder, memory: Tensor, memory_mask: Tensor | None
         # since each beam has one EOS extension), kept in score order.
         order = (ends.long() * width + rank).topk(k, dim=1, largest=False).indices       # [A, K]
         beam_scores = top_scores.gather(1, order)                                         # [A, K]
-        source = top_source.gather(1, order).view(-1)                                     # [A*K]
-        tokens = top_tokens.gather(1, order).view(-1)                                     # [A*K]
-        if done.any():  # drop the rows of the samples that are done
-            keep = ~done                                                                  # [A]
+        source = top_source.gather(1, order)                                              # [A, K]
+        tokens = top_tokens.gather(1, order)                                              # [A, K]
+        # Samples at their own step limit stop; one with no finished hypothesis returns its best beam.
+        expired = ~done & (limit[active] <= step)                                         # [A]
+        never = expired & (best_score[active] == float("-inf"))                          # [A]
+        if never.any():
+            samples, first = active[never], source[never, 0]                              # [U], [U] rows
+            best_log_prob[samples] = beam_scores[never, 0]
+            best_score[samples] = beam_scores[never, 0] / length_penalty_factor(step, length_penalty)
+            best_length[samples] = step
+            best_tokens[samples, :step] = torch.cat([history[first], tokens[never, :1]], dim=1)
+            best_attention[samples, :step] = torch.cat([attention[first], weights.float()[first].unsqueeze(1)], 1)
+            unfinished[samples] = True
+        stop = done | expired                                                             # [A]
+        if stop.all():
+            break
+        source, tokens = source.view(-1), tokens.view(-1)                                 # [A*K]
+        if stop.any():  # drop the rows of the samples that stop
+            keep = ~stop                                                                  # [A]
             source = source.view(searching, k)[keep].view(-1)                            # [A'*K]
             tokens = tokens.view(searching, k)[keep].view(-1)                            # [A'*K]
             beam_scores = beam_scores[keep]                                               # [A', K]
@@ -200,49 +219,51 @@ def beam_search(decoder: StepDecoder, memory: Tensor, memory_mask: Tensor | None
         attention = torch.cat([attention[source], weights.float()[source].unsqueeze(1)], dim=1)  # [A*K, t, N]
         state = state.select(source)
 
-    # Samples with no finished hypothesis (all still active): their best unfinished beam, beam 0 (score order).
-    unfinished = best_score == float("-inf")                                             # [B]
-    if unfinished.any():
-        words = history.size(1)
-        row_of = torch.full((batch,), -1, dtype=torch.long, device=device)                # [B]
-        row_of[active] = torch.arange(active.numel(), device=device)
-        samples = unfinished.nonzero().squeeze(1)                                         # [U]
-        rows = row_of[samples]                                                            # [U] in [0, A)
-        best_log_prob[samples] = beam_scores[rows, 0]
-        best_score[samples] = beam_scores[rows, 0] / length_penalty_factor(words, length_penalty)
-        best_length[samples] = words
-        best_tokens[samples, :words] = history[rows * k]
-        best_attention[samples, :words] = attention[rows * k]
     return _decoded(best_tokens, best_length, best_score, best_log_prob, best_attention, ~unfinished)
 
 
 @torch.no_grad()
 def greedy_decode(decoder: StepDecoder, memory: Tensor, memory_mask: Tensor | None, bos_id: int, eos_id: int,
-                  max_len: int = 20, length_penalty: float = 1.0) -> Decoded:
+                  max_len: int | Tensor = 20, length_penalty: float = 1.0) -> Decoded:
     """The most likely word at each step; same arguments and results as ``beam_search`` (width 1)."""
     batch = memory.size(0)
     device = memory.device
+    limit = step_limits(max_len, batch, device)                                           # [B]
     state = decoder.init_state(memory, memory_mask)
     precomputed = decoder.precompute(memory)
     token = torch.full((batch,), bos_id, dtype=torch.long, device=device)                # [B]
     total = torch.zeros(batch, device=device)                                             # [B]
-    done = torch.zeros(batch, dtype=torch.bool, device=device)                            # [B]
+    done = torch.zeros(batch, dtype=torch.bool, device=device)                            # [B] ended with EOS
     length = torch.zeros(batch, dtype=torch.long, device=device)                          # [B] words
     emitted, attention = [], []
-    for _ in range(max_len):
+    for step in range(1, (int(limit.max()) if batch else 1) + 1):
         logits, weights, state = decoder.step(token, state, memory, memory_mask, precomputed)
         best, token = torch.log_softmax(logits.float(), dim=-1).max(dim=-1)               # [B], [B]
-        total = torch.where(done, total, total + best)
-        ended = token == eos_id
-        length = torch.where(done | ended, length, length + 1)
+        running = ~done & (step <= limit)                                                 # [B]
+        total = torch.where(running, total + best, total)
+        ended = running & (token == eos_id)
+        length = torch.where(running & ~ended, length + 1, length)
         emitted.append(token)
         attention.append(weights.float())
         done = done | ended
-        if done.all():
+        if (done | (limit <= step)).all():
             break
     steps = length + done.long()                                                          # [B] words + EOS
     score = total / length_penalty_factor(steps.double(), length_penalty).float()  # as beam_search
     return _decoded(torch.stack(emitted, dim=1), length, score, total, torch.stack(attention, dim=1), done)
+
+
+def step_limits(max_len: int | Tensor, batch: int, device: torch.device) -> Tensor:
+    """``max_len`` (one limit, or [B] per-sample limits) -> long [B] on ``device``, each >= 1."""
+    if isinstance(max_len, Tensor):
+        if max_len.shape != (batch,):
+            raise ValueError(f"max_len must be an int or a [B] = [{batch}] tensor, got shape {tuple(max_len.shape)}")
+        limit = max_len.to(device=device, dtype=torch.long)
+    else:
+        limit = torch.full((batch,), int(max_len), dtype=torch.long, device=device)
+    if (limit < 1).any():
+        raise ValueError(f"max_len must be >= 1 decoding step, got {limit.min().item()}")
+    return limit
 
 
 def _decoded(tokens: Tensor, length: Tensor, score: Tensor, log_prob: Tensor, attention: Tensor,

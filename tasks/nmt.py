@@ -125,7 +125,8 @@ class TranslationModel(pl.LightningModule):
                  beam_size: int | None = None) -> Decoded:
         """Translate a batch (call in eval mode): batched beam search, or greedy."""
         encoded = self.encode(source, source_lengths)
-        max_len = min(self.hparams.max_decode_len, 2 * int(source_lengths.max()) + 10)
+        # [B] per sentence, so a translation does not depend on which sentences share its batch
+        max_len = (2 * source_lengths + 10).clamp(max=self.hparams.max_decode_len)
         args = (self.decoder, encoded.states, encoded.mask, Vocabulary.BOS_ID, Vocabulary.EOS_ID)
         if (decode or self.hparams.decode) == "greedy":
             return greedy_decode(*args, max_len=max_len, length_penalty=self.hparams.length_penalty)

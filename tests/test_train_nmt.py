@@ -10,6 +10,7 @@ import torch
 
 from suite.run import run
 from tasks.nmt import TranslationModel
+from tests.conftest import metrics_one_process_and_ddp
 
 SMALL_DATA = ["data.sizes.train=200", "data.sizes.val=16", "data.sizes.test=16", "data.vocab_size=100",
               "data.batch_size=16", "data.eval_batch_size=16", "model.embed_dim=16", "model.hidden_dim=16",
@@ -68,3 +69,14 @@ def test_multi30k_preset_runs_on_files_in_the_real_layout(make_cfg, tmp_path):
     assert cfg.data.source == "files" and cfg.model.attention == "bahdanau"
     metrics = run(cfg)
     assert "test/bleu" in metrics
+
+
+@pytest.mark.timeout(600)
+def test_ddp_test_metrics_equal_one_process_metrics(tmp_path):
+    """Corpus SacreBLEU, perplexity and length on two DDP CPU ranks (8 test pairs each) equal one process's."""
+    common = ["task=nmt", "trainer=cpu", "logger=csv", "data.num_workers=0", "trainer.precision=32-true",
+              "trainer.enable_progress_bar=false", *SMALL_DATA, "data.eval_batch_size=4"]
+    keys = ("test/bleu", "test/loss", "test/perplexity", "test/length")
+    metrics = metrics_one_process_and_ddp(common, keys, tmp_path, ("trainer.limit_train_batches=3",))
+    assert metrics["single"]["test/perplexity"] >= 1.0
+    assert metrics["ddp"] == pytest.approx(metrics["single"], abs=1e-5)

@@ -10,6 +10,7 @@ import torch
 from datamodules.video_captions import VideoCaptionDataModule
 from suite.run import run
 from tasks.video_captioning import VideoCaptioner
+from tests.conftest import metrics_one_process_and_ddp
 
 SMALL = ["data.num_clips.train=12", "data.num_clips.val=4", "data.num_clips.test=4", "data.batch_size=4",
          "data.eval_batch_size=4", "data.num_frames=8", "model.hidden_dim=32", "model.embed_dim=16",
@@ -164,3 +165,15 @@ def test_cache_features_trains_through_train_py_and_refuses_disk_features(make_c
     assert {f"test/{name}" for name in EVAL} <= set(metrics)
     with pytest.raises(ValueError, match="drop cache_features"):
         small_model(data, feature_dim=16, cache_features=True)
+
+
+@pytest.mark.timeout(600)
+def test_ddp_test_metrics_equal_one_process_metrics(tmp_path):
+    """Caption scores and attention correctness on two DDP CPU ranks (2 test clips each) equal one process's."""
+    common = ["task=video_captioning", "trainer=cpu", "logger=csv", "data.num_workers=0", "trainer.precision=32-true",
+              "trainer.enable_progress_bar=false", *SMALL, "data.eval_batch_size=2"]
+    keys = ("test/bleu1", "test/bleu4", "test/cider", "test/attention_entropy", "test/attention_correctness",
+            "test/attention_correctness_uniform")
+    metrics = metrics_one_process_and_ddp(common, keys, tmp_path, ("trainer.limit_train_batches=3",))
+    assert 0 < metrics["single"]["test/attention_correctness_uniform"] < 1
+    assert metrics["ddp"] == pytest.approx(metrics["single"], abs=1e-6)

@@ -182,3 +182,32 @@ def test_padded_tensors_match_the_hypotheses_they_hold(decoders, beam_size):
     rebuilt = Decoded.from_hypotheses(list(decoded))
     assert torch.equal(rebuilt.tokens, decoded.tokens) and torch.equal(rebuilt.attention, decoded.attention)
     assert decoded[1:3] == list(decoded)[1:3]
+
+
+@pytest.mark.parametrize(("beam_size", "never_ends"), [(3, False), (3, True), (1, False), (1, True)])
+def test_per_sample_step_limits_equal_each_sample_searched_with_its_own_limit(decoders, beam_size, never_ends):
+    """max_len as a [B] tensor: each sample's output equals its search alone with that scalar limit (so an
+    output does not depend on which samples share its batch); also for greedy decoding."""
+    decoder = make_decoder(decoders, never_ends=never_ends)
+    memory, mask = memory_batch()
+    limits = torch.tensor([2, 8, 3, 5, 1, 6])                                              # [B]
+    batched = beam_search(decoder, memory, mask, BOS, EOS, beam_size=beam_size, max_len=limits)
+    greedy = greedy_decode(decoder, memory, mask, BOS, EOS, max_len=limits)
+    for i, limit in enumerate(limits.tolist()):
+        alone = beam_search(decoder, memory[i:i + 1], mask[i:i + 1], BOS, EOS, beam_size=beam_size, max_len=limit)
+        assert_same(batched[i], alone[0])
+        assert len(batched[i].tokens) <= limit
+        if beam_size == 1:
+            assert_same(greedy[i], alone[0], exact=True)
+    if never_ends:   # every sample stopped exactly at its own limit
+        assert [len(h.tokens) for h in batched] == limits.tolist()
+        assert not batched.finished.any()
+
+
+def test_step_limits_must_match_the_batch_and_be_positive(decoders):
+    decoder = make_decoder(decoders)
+    memory, mask = memory_batch()
+    with pytest.raises(ValueError, match=r"\[B\] = \[6\] tensor, got shape \(5,\)"):
+        beam_search(decoder, memory, mask, BOS, EOS, max_len=torch.full((5,), 4))
+    with pytest.raises(ValueError, match=">= 1 decoding step, got 0"):
+        greedy_decode(decoder, memory, mask, BOS, EOS, max_len=torch.tensor([3, 0, 3, 3, 3, 3]))
