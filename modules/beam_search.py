@@ -145,9 +145,9 @@ def beam_search(decoder: StepDecoder, memory: Tensor, memory_mask: Tensor | None
     best_log_prob = torch.full((batch,), float("-inf"), device=device)                    # [B]
     best_length = torch.zeros(batch, dtype=torch.long, device=device)                     # [B] words
     limit = step_limits(max_len, batch, device)                                           # [B]
-    longest = int(limit.max()) if batch else 0
-    best_tokens = torch.zeros(batch, longest, dtype=torch.long, device=device)            # [B, max_len]
-    best_attention = torch.zeros(batch, longest, positions, device=device)                # [B, max_len, N]
+    longest, shortest = (int(limit.max()), int(limit.min())) if batch else (0, 0)
+    best_tokens = torch.zeros(batch, longest, dtype=torch.long, device=device)            # [B, longest]
+    best_attention = torch.zeros(batch, longest, positions, device=device)                # [B, longest, N]
     num_finished = torch.zeros(batch, dtype=torch.long, device=device)                    # [B]
     unfinished = torch.zeros(batch, dtype=torch.bool, device=device)                      # [B] no EOS by limit
 
@@ -191,9 +191,10 @@ def beam_search(decoder: StepDecoder, memory: Tensor, memory_mask: Tensor | None
         source = top_source.gather(1, order)                                              # [A, K]
         tokens = top_tokens.gather(1, order)                                              # [A, K]
         # Samples at their own step limit stop; one with no finished hypothesis returns its best beam.
-        expired = ~done & (limit[active] <= step)                                         # [A]
+        # (No sample can be at its limit before the smallest one: no check, no host sync, until then.)
+        expired = ~done & (limit[active] <= step) if step >= shortest else torch.zeros_like(done)   # [A]
         never = expired & (best_score[active] == float("-inf"))                          # [A]
-        if never.any():
+        if step >= shortest and never.any():
             samples, first = active[never], source[never, 0]                              # [U], [U] rows
             best_log_prob[samples] = beam_scores[never, 0]
             best_score[samples] = beam_scores[never, 0] / length_penalty_factor(step, length_penalty)
@@ -202,7 +203,7 @@ def beam_search(decoder: StepDecoder, memory: Tensor, memory_mask: Tensor | None
             best_attention[samples, :step] = torch.cat([attention[first], weights.float()[first].unsqueeze(1)], 1)
             unfinished[samples] = True
         stop = done | expired                                                             # [A]
-        if stop.all():
+        if step >= shortest and stop.all():
             break
         source, tokens = source.view(-1), tokens.view(-1)                                 # [A*K]
         if stop.any():  # drop the rows of the samples that stop

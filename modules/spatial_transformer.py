@@ -20,6 +20,15 @@ def conv_stages(in_channels: int, channels: tuple[int, ...], batch_norm: bool) -
     return nn.Sequential(*layers)
 
 
+def cell_centres(height: int, width: int, device: torch.device) -> torch.Tensor:
+    """(x, y) of the centres of an (height, width) grid of cells (or pixels) covering [-1, 1]^2, in the
+    ``align_corners=False`` convention of ``affine_grid``, row-major -> float32 [height * width, 2]."""
+    ys = (torch.arange(height, device=device, dtype=torch.float32) * 2 + 1) / height - 1          # [H]
+    xs = (torch.arange(width, device=device, dtype=torch.float32) * 2 + 1) / width - 1            # [W]
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([grid_x.reshape(-1), grid_y.reshape(-1)], dim=-1)
+
+
 class LocalisationNet(nn.Module):
     """Small CNN that regresses the 6 affine parameters; the last layer starts at the identity transform."""
 
@@ -105,11 +114,7 @@ class HeatmapLocalisationNet(nn.Module):
         features = self.features(images)                                                 # [B, C', h, w]
         height, width = features.shape[-2:]
         weights = self.heatmap(features).flatten(1).float().softmax(dim=-1)              # [B, h*w]
-        ys = (torch.arange(height, device=images.device, dtype=torch.float32) * 2 + 1) / height - 1   # cell centres
-        xs = (torch.arange(width, device=images.device, dtype=torch.float32) * 2 + 1) / width - 1
-        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
-        cells = torch.stack([grid_x.reshape(-1), grid_y.reshape(-1)], dim=-1)            # [h*w, 2] (x, y)
-        centre = weights @ cells                                                         # [B, 2]
+        centre = weights @ cell_centres(height, width, images.device)                    # [B, 2]
         pooled = torch.einsum("bcn,bn->bc", features.flatten(2).float(), weights)       # [B, C']
         linear = self.linear(pooled.to(features.dtype)).float().view(-1, 2, 2)           # [B, 2, 2]
         return torch.cat([linear, centre.unsqueeze(-1)], dim=-1)                         # [B, 2, 3]
@@ -161,10 +166,7 @@ def sampled_region_mask(theta: torch.Tensor, height: int, width: int) -> torch.T
     theta [B, 2, 3] maps output coords (the square [-1, 1]^2) to input coords; a pixel centre p of the
     input is inside the region when theta^-1 maps it into that square. Returns bool [B, H, W].
     """
-    xs = (torch.arange(width, device=theta.device, dtype=torch.float32) + 0.5) * 2 / width - 1   # [W]
-    ys = (torch.arange(height, device=theta.device, dtype=torch.float32) + 0.5) * 2 / height - 1  # [H]
-    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
-    points = torch.stack([grid_x, grid_y], dim=-1).view(1, -1, 2)                                # [1, HW, 2]
+    points = cell_centres(height, width, theta.device).unsqueeze(0)                               # [1, HW, 2]
     linear, offset = theta[:, :, :2].float(), theta[:, :, 2].float()                              # [B,2,2] [B,2]
     inverse = torch.linalg.inv(linear)                                                            # [B, 2, 2]
     local = (points - offset[:, None, :]) @ inverse.transpose(1, 2)                               # [B, HW, 2]

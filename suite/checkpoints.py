@@ -63,7 +63,7 @@ class LoadedCheckpoint:
 
 def read_suite_entry(path: str | Path) -> dict[str, Any]:
     """The ``attention_suite`` entry of a checkpoint file; CheckpointError when the file or the entry is missing."""
-    return read_checkpoint(path)[0]
+    return _load_with_entry(path)[0]
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, Vocabulary]]:
@@ -72,6 +72,14 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, Vocabul
     Raises:
         CheckpointError: the file is missing, is not a Lightning checkpoint, or has no suite entry.
     """
+    entry, checkpoint = _load_with_entry(path)
+    vocabularies = {name: Vocabulary.from_json(value) for name, value in checkpoint.items()
+                    if name.endswith("vocabulary") and isinstance(value, str)}
+    return entry, vocabularies
+
+
+def _load_with_entry(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the suite entry, the whole checkpoint dict), or CheckpointError (see ``read_checkpoint``)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -86,9 +94,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, Vocabul
         raise CheckpointError(
             f"{path} has no '{SUITE_KEY}' entry: it was written by an older version of the suite or not by "
             f"train.py, so its task, model class and config are unknown; retrain it with this version")
-    vocabularies = {name: Vocabulary.from_json(value) for name, value in checkpoint.items()
-                    if name.endswith("vocabulary") and isinstance(value, str)}
-    return entry, vocabularies
+    return entry, checkpoint
 
 
 def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
