@@ -12,6 +12,10 @@ Every soft kind has the same interface:
     weights [B, N]        a distribution over the real keys (float32); exactly 0 on masked keys,
                           and all 0 on a row with no real key (whose context is then 0)
 
+A query may also be [B, Q, Dq]: Q queries over the same keys (the Q beams of one sample in beam search), giving
+context [B, Q, Dk] and weights [B, Q, N]. The keys, their projection and the mask are then stored and read once
+per key set rather than copied for every query; each query's result equals what it gets alone.
+
 A decoder calls attention at every step over the same keys, so the projection of the keys is computed
 once per sequence with ``precompute(keys)`` and passed back as ``precomputed=``; the result is the same
 as without it.
@@ -80,23 +84,29 @@ class Attention(nn.Module):
         return PrecomputedKeys(keys)
 
     def score(self, query: Tensor, precomputed: PrecomputedKeys) -> Tensor:
-        """query [B, Dq] -> unnormalised scores [B, N]."""
+        """query [B, Q, Dq] -> unnormalised scores [B, Q, N]."""
         raise NotImplementedError
 
     def forward(self, query: Tensor, keys: Tensor, mask: Tensor | None = None,
                 precomputed: PrecomputedKeys | None = None) -> tuple[Tensor, Tensor]:
-        """query [B, Dq], keys [B, N, Dk], mask [B, N] bool | None -> (context [B, Dk], weights [B, N])."""
-        if keys.dim() != 3 or query.dim() != 2 or query.size(0) != keys.size(0):
-            raise ValueError(f"attention expects query [B, Dq] and keys [B, N, Dk], got query "
+        """query [B, Dq] (or [B, Q, Dq]), keys [B, N, Dk], mask [B, N] bool | None -> (context [B, Dk],
+        weights [B, N]) (or [B, Q, Dk], [B, Q, N]: see the module docstring)."""
+        if keys.dim() != 3 or query.dim() not in (2, 3) or query.size(0) != keys.size(0):
+            raise ValueError(f"attention expects query [B, Dq] or [B, Q, Dq] and keys [B, N, Dk], got query "
                              f"{tuple(query.shape)} and keys {tuple(keys.shape)}")
         if precomputed is None:
             precomputed = self.precompute(keys)
         elif precomputed.projected.shape[:2] != keys.shape[:2]:
             raise ValueError(f"precomputed keys are for shape {tuple(precomputed.projected.shape[:2])}, but keys "
                              f"are {tuple(keys.shape[:2])} [B, N]: precompute the keys this call attends over")
-        weights = masked_softmax(self.score(query, precomputed), mask)                 # [B, N]
-        context = torch.bmm(weights.unsqueeze(1).to(keys.dtype), keys).squeeze(1)      # [B, Dk]
-        return context, weights
+        single = query.dim() == 2
+        queries = query.unsqueeze(1) if single else query                                # [B, Q, Dq]
+        scores = self.score(queries, precomputed)                                        # [B, Q, N]
+        if mask is not None and mask.shape == keys.shape[:2]:
+            mask = mask.unsqueeze(1).expand_as(scores)                                   # [B, Q, N]
+        weights = masked_softmax(scores, mask)                                           # [B, Q, N]
+        context = torch.bmm(weights.to(keys.dtype), keys)                                # [B, Q, Dk]
+        return (context.squeeze(1), weights.squeeze(1)) if single else (context, weights)
 
 
 class AdditiveAttention(Attention):
@@ -118,8 +128,9 @@ class AdditiveAttention(Attention):
         return PrecomputedKeys(self.key_proj(keys))                                    # [B, N, H]
 
     def score(self, query: Tensor, precomputed: PrecomputedKeys) -> Tensor:
-        hidden = (precomputed.projected + self.query_proj(query).unsqueeze(1)).tanh_()     # [B, N, H]
-        return self.v(hidden).squeeze(-1)                                                 # [B, N]
+        keys = precomputed.projected.unsqueeze(1)                                       # [B, 1, N, H]
+        hidden = (keys + self.query_proj(query).unsqueeze(2)).tanh_()                    # [B, Q, N, H]
+        return self.v(hidden).squeeze(-1)                                                 # [B, Q, N]
 
 
 class MultiplicativeAttention(Attention):
@@ -146,8 +157,10 @@ class MultiplicativeAttention(Attention):
         return PrecomputedKeys(torch.tanh(self.key_proj(keys)))                          # [B, N, H]
 
     def score(self, query: Tensor, precomputed: PrecomputedKeys) -> Tensor:
-        hidden = precomputed.projected * torch.tanh(self.query_proj(query)).unsqueeze(1)  # [B, N, H]
-        return self.v(hidden).squeeze(-1)                                                 # [B, N]
+        # v^T (a * b) = (a * v)^T b: one batched product instead of a [B, Q, N, H] intermediate
+        weighted = torch.tanh(self.query_proj(query)) * self.v.weight.squeeze(0)           # [B, Q, H]
+        keys = precomputed.projected.to(weighted.dtype)                                 # [B, N, H]
+        return torch.bmm(weighted, keys.transpose(1, 2))                                 # [B, Q, N]
 
 
 class DotAttention(Attention):
@@ -158,7 +171,7 @@ class DotAttention(Attention):
         if keys.size(-1) != query.size(-1):
             raise ValueError(f"dot attention needs query and key sizes equal, got {query.size(-1)} and "
                              f"{keys.size(-1)}: use 'general' or 'additive' attention")
-        return torch.bmm(keys, query.unsqueeze(-1)).squeeze(-1)                        # [B, N]
+        return torch.bmm(keys, query.transpose(1, 2)).transpose(1, 2)                  # [B, Q, N]
 
 
 class GeneralAttention(Attention):
@@ -177,7 +190,7 @@ class GeneralAttention(Attention):
         return PrecomputedKeys(self.key_proj(keys))                                    # [B, N, Dq]
 
     def score(self, query: Tensor, precomputed: PrecomputedKeys) -> Tensor:
-        return torch.bmm(precomputed.projected, query.unsqueeze(-1)).squeeze(-1)       # [B, N]
+        return torch.bmm(precomputed.projected, query.transpose(1, 2)).transpose(1, 2)  # [B, Q, N]
 
 
 def build_attention(kind: str, query_dim: int, key_dim: int, hidden_dim: int) -> Attention:
@@ -248,33 +261,37 @@ class HardAttention(nn.Module):
 
     def forward(self, query: Tensor, keys: Tensor, mask: Tensor | None = None,
                 precomputed: PrecomputedKeys | None = None) -> HardAttentionOutput:
-        """query [B, Dq], keys [B, N, Dk], mask [B, N] bool | None -> HardAttentionOutput."""
+        """query [B, Dq], keys [B, N, Dk], mask [B, N] bool | None -> HardAttentionOutput.
+
+        (A query [B, Q, Dq] of Q queries per key set gives every output with a Q dimension after B.)"""
         soft_context, weights = self.inner(query, keys, mask, precomputed)             # [B, Dk], [B, N]
-        batch, length = weights.shape
+        length = weights.size(-1)
         has_key = weights.sum(dim=-1) > 0                                                # [B]
         # A row with no real key gets a uniform stand-in so the distribution is valid; its outputs are zeroed.
-        probs = torch.where(has_key[:, None], weights, torch.full_like(weights, 1.0 / length))  # [B, N]
+        probs = torch.where(has_key.unsqueeze(-1), weights, torch.full_like(weights, 1.0 / length))  # [B, N]
         distribution = Categorical(probs=probs, validate_args=False)
         # -sum p log p, exactly 0 for a one-hot row; the clamp keeps the gradient at p = 0 finite.
         entropy = -(probs * probs.clamp(min=torch.finfo(probs.dtype).tiny).log()).sum(dim=-1)   # [B]
         entropy = torch.where(has_key, entropy, torch.zeros_like(entropy))
         if self.training:
             sample = distribution.sample()                                               # [B]
-            keep = torch.rand(batch, device=weights.device) >= self.mix_soft_prob       # [B]
+            keep = torch.rand(has_key.shape, device=weights.device) >= self.mix_soft_prob  # [B]
             stochastic = has_key & keep                                                  # [B]
             log_prob = torch.where(stochastic, distribution.log_prob(sample), torch.zeros_like(entropy))
-            context = torch.where(stochastic[:, None], _gather(keys, sample), soft_context)
+            context = torch.where(stochastic.unsqueeze(-1), _gather(keys, sample), soft_context)
         else:
             sample = weights.argmax(dim=-1)                                              # [B]
             stochastic = torch.zeros_like(has_key)
             log_prob = torch.zeros_like(entropy)
             if self.eval_mode == "argmax":
-                context = torch.where(has_key[:, None], _gather(keys, sample), soft_context)
+                context = torch.where(has_key.unsqueeze(-1), _gather(keys, sample), soft_context)
             else:
                 context = soft_context
         return HardAttentionOutput(context, weights, log_prob, entropy, sample, stochastic)
 
 
 def _gather(keys: Tensor, index: Tensor) -> Tensor:
-    """keys [B, N, D], index [B] -> keys[b, index[b]] as [B, D]."""
-    return keys.gather(1, index.view(-1, 1, 1).expand(-1, 1, keys.size(-1))).squeeze(1)
+    """keys [B, N, D], index [B] (or [B, Q]) -> keys[b, index[b]] as [B, D] (or [B, Q, D])."""
+    rows = index.view(index.size(0), -1)                                                 # [B, Q]
+    picked = keys.gather(1, rows.unsqueeze(-1).expand(-1, -1, keys.size(-1)))          # [B, Q, D]
+    return picked.view(*index.shape, keys.size(-1))

@@ -3,8 +3,11 @@
 The decoder needs (``modules.decoders.AttentionLSTMDecoder`` has them):
 
     init_state(memory [B, N, D], mask [B, N] | None) -> state          (state.select(index [B']) reorders it)
-    precompute(memory [B, N, D]) -> precomputed keys
-    step(token [B], state, memory, mask, precomputed) -> (logits [B, V], attention [B, N], state)
+    precompute(memory [B, N, D]) -> precomputed keys                    (.select(index [B']) reorders them)
+    step(token [B*K], state, memory, mask, precomputed) -> (logits [B*K, V], attention [B*K, N], state)
+
+In ``step`` the rows of token and state are K per memory, adjacent (K = beam_size; 1 in greedy decoding): the
+memory, its mask and its precomputed keys stay one per sample, never copied for every beam.
 
 Put the decoder in eval mode first (dropout off; hard attention uses its expectation).
 
@@ -12,8 +15,12 @@ Search: every sample keeps ``beam_size`` beams; all B * beam_size beams advance 
 time step (no loop over samples). At each step the 2 * beam_size best extensions of each sample are ranked;
 an extension ending in EOS and ranked within the first beam_size is a finished hypothesis of that sample,
 and the best beam_size extensions that do not end in EOS are the next beams. A sample stops searching when
-it has beam_size finished hypotheses (as fairseq does; so width 1 is exactly greedy decoding) or at max_len.
-If none of its beams has ended by max_len, its best unfinished beam is returned (``finished=False``).
+its best extension (the highest total log-probability of all) ends in EOS, as OpenNMT-py does (so width 1 is
+exactly greedy decoding), or at max_len. (Stopping once beam_size hypotheses have finished, as fairseq does, can
+stop before the best path ends: with a confident model the EOS extensions of poor beams rank within the first
+beam_size and fill the quota. A test model did exactly that, returning a translation scored -3.0 where greedy
+decoding found the reference at -0.035.) If none of its beams has ended by max_len, its best unfinished beam is
+returned (``finished=False``).
 
 Lengths and scores: a hypothesis' length L counts its decoding steps (its words, plus EOS if it ended),
 at most max_len. Its score is its total log-probability divided by the GNMT length penalty
@@ -125,21 +132,19 @@ def beam_search(decoder: StepDecoder, memory: Tensor, memory_mask: Tensor | None
     batch, positions = memory.shape[:2]
     k = beam_size
     device = memory.device
-    expand = torch.arange(batch, device=device).repeat_interleave(k)                    # [B*K]
-    memory_k = memory.index_select(0, expand)                                             # [B*K, N, D]
-    mask_k = None if memory_mask is None else memory_mask.index_select(0, expand)         # [B*K, N]
-    state = decoder.init_state(memory_k, mask_k)
-    precomputed = decoder.precompute(memory_k)                                            # once per sequence
+    state = decoder.init_state(memory, memory_mask)                                       # one row per sample
+    precomputed = decoder.precompute(memory)                                              # once per sequence
 
-    # Rows of the running tensors belong to the samples still searching, `active` [A] (A = B at first), K rows
-    # each; a sample that has its K finished hypotheses leaves them (its rows are dropped), so the step cost
+    # Rows of the running tensors belong to the samples still searching, `active` [A] (A = B at first), `beams`
+    # rows each: 1 at the first step (every beam would start from the same BOS, so only one is computed), then
+    # K; a sample that has its K finished hypotheses leaves them (its rows are dropped), so the step cost
     # follows the samples still decoding instead of the longest one.
     active = torch.arange(batch, device=device)                                           # [A] sample ids
-    tokens = torch.full((batch * k,), bos_id, dtype=torch.long, device=device)           # [A*K]
-    beam_scores = torch.full((batch, k), float("-inf"), device=device)                    # [A, K]
-    beam_scores[:, 0] = 0.0                      # all beams start identical: expand only the first
-    history = torch.zeros(batch * k, 0, dtype=torch.long, device=device)                  # [A*K, t]
-    attention = torch.zeros(batch * k, 0, positions, device=device)                       # [A*K, t, N]
+    beams = 1
+    tokens = torch.full((batch,), bos_id, dtype=torch.long, device=device)               # [A*beams]
+    beam_scores = torch.zeros(batch, 1, device=device)                                    # [A, beams]
+    history = torch.zeros(batch, 0, dtype=torch.long, device=device)                      # [A*beams, t]
+    attention = torch.zeros(batch, 0, positions, device=device)                           # [A*beams, t, N]
 
     best_score = torch.full((batch,), float("-inf"), device=device)                       # [B]
     best_log_prob = torch.full((batch,), float("-inf"), device=device)                    # [B]
@@ -148,16 +153,17 @@ def beam_search(decoder: StepDecoder, memory: Tensor, memory_mask: Tensor | None
     longest, shortest = (int(limit.max()), int(limit.min())) if batch else (0, 0)
     best_tokens = torch.zeros(batch, longest, dtype=torch.long, device=device)            # [B, longest]
     best_attention = torch.zeros(batch, longest, positions, device=device)                # [B, longest, N]
-    num_finished = torch.zeros(batch, dtype=torch.long, device=device)                    # [B]
     unfinished = torch.zeros(batch, dtype=torch.bool, device=device)                      # [B] no EOS by limit
 
     for step in range(1, longest + 1):
-        logits, weights, state = decoder.step(tokens, state, memory_k, mask_k, precomputed)
-        log_probs = torch.log_softmax(logits.float(), dim=-1)                             # [A*K, V]
+        logits, weights, state = decoder.step(tokens, state, memory, memory_mask, precomputed)
+        log_probs = torch.log_softmax(logits.float(), dim=-1)                             # [A*beams, V]
         searching, vocab = active.numel(), log_probs.size(-1)
-        offsets = (torch.arange(searching, device=device) * k).unsqueeze(1)               # [A, 1]
-        candidates = (beam_scores.view(-1, 1) + log_probs).view(searching, k * vocab)    # [A, K*V]
-        width = min(2 * k, k * vocab)
+        if vocab < 2:
+            raise ValueError("beam_search needs a vocabulary with at least one word besides EOS")
+        offsets = (torch.arange(searching, device=device) * beams).unsqueeze(1)           # [A, 1]
+        candidates = (beam_scores.view(-1, 1) + log_probs).view(searching, beams * vocab)  # [A, beams*V]
+        width = min(2 * k, beams * vocab)
         top_scores, top_index = candidates.topk(width, dim=1)                             # [A, 2K] best first
         top_tokens = top_index % vocab                                                    # [A, 2K]
         top_source = offsets + torch.div(top_index, vocab, rounding_mode="floor")         # [A, 2K] row
@@ -169,7 +175,6 @@ def beam_search(decoder: StepDecoder, memory: Tensor, memory_mask: Tensor | None
         normalized = top_scores / length_penalty_factor(step, length_penalty)            # [A, 2K]
         new_best, new_position = normalized.masked_fill(~finishing, float("-inf")).max(dim=1)  # [A]
         improves = new_best > best_score[active]                                          # [A]
-        num_finished[active] += finishing.sum(dim=1)
         if improves.any():
             samples = active[improves]                                                    # [I] sample ids
             position = new_position[improves].unsqueeze(1)                                # [I, 1]
@@ -180,13 +185,14 @@ def beam_search(decoder: StepDecoder, memory: Tensor, memory_mask: Tensor | None
             best_length[samples] = words
             best_tokens[samples, :words] = history[source]
             best_attention[samples, :words] = attention[source]
-        done = num_finished[active] >= k                                                  # [A]
+        done = ends[:, 0]                                      # [A] the best extension of all ends in EOS
         if done.all():
             break
 
-        # Next beams: the K best extensions that do not end in EOS (there are at least K among 2K,
-        # since each beam has one EOS extension), kept in score order.
-        order = (ends.long() * width + rank).topk(k, dim=1, largest=False).indices       # [A, K]
+        # Next beams: the K best extensions that do not end in EOS (there are at least K among 2K, since each
+        # beam has one EOS extension; fewer only if the vocabulary is tiny), kept in score order.
+        beams = min(k, beams * (vocab - 1))
+        order = (ends.long() * width + rank).topk(beams, dim=1, largest=False).indices   # [A, K]
         beam_scores = top_scores.gather(1, order)                                         # [A, K]
         source = top_source.gather(1, order)                                              # [A, K]
         tokens = top_tokens.gather(1, order)                                              # [A, K]
@@ -208,13 +214,13 @@ def beam_search(decoder: StepDecoder, memory: Tensor, memory_mask: Tensor | None
         source, tokens = source.view(-1), tokens.view(-1)                                 # [A*K]
         if stop.any():  # drop the rows of the samples that stop
             keep = ~stop                                                                  # [A]
-            source = source.view(searching, k)[keep].view(-1)                            # [A'*K]
-            tokens = tokens.view(searching, k)[keep].view(-1)                            # [A'*K]
+            source = source.view(searching, beams)[keep].view(-1)                        # [A'*K]
+            tokens = tokens.view(searching, beams)[keep].view(-1)                        # [A'*K]
             beam_scores = beam_scores[keep]                                               # [A', K]
-            rows = keep.repeat_interleave(k).nonzero().squeeze(1)                         # [A'*K]
-            memory_k = memory_k.index_select(0, rows)
-            mask_k = None if mask_k is None else mask_k.index_select(0, rows)
-            precomputed = precomputed.select(rows)
+            kept = keep.nonzero().squeeze(1)                                              # [A']
+            memory = memory.index_select(0, kept)                                         # [A', N, D]
+            memory_mask = None if memory_mask is None else memory_mask.index_select(0, kept)
+            precomputed = precomputed.select(kept)
             active = active[keep]
         history = torch.cat([history[source], tokens.unsqueeze(1)], dim=1)               # [A*K, t]
         attention = torch.cat([attention[source], weights.float()[source].unsqueeze(1)], dim=1)  # [A*K, t, N]

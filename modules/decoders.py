@@ -141,19 +141,31 @@ class AttentionLSTMDecoder(nn.Module):
 
     def step(self, token: Tensor, state: DecoderState, memory: Tensor, memory_mask: Tensor | None,
              precomputed: PrecomputedKeys | None = None) -> tuple[Tensor, Tensor, DecoderState]:
-        """token [B] (the previous word) -> (logits [B, V] for the next word, attention [B, N], new state)."""
+        """token [R] (the previous word) -> (logits [R, V] for the next word, attention [R, N], new state).
+
+        R = B (one row per memory) or R = B * K: K rows per memory, adjacent (the K beams of a sample in beam
+        search); each memory, its mask and its precomputed keys are then read once for its K rows, and every
+        row's result equals what it gets with the memory repeated for it.
+        """
         out = self._step(self.embedding(token), state, memory, memory_mask, precomputed)
         return out.logits, out.weights, out.state
 
     def _attend(self, query: Tensor, memory: Tensor, memory_mask: Tensor | None,
                 precomputed: PrecomputedKeys | None) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
-        """query [B, H] -> (gated context [B, D], weights [B, N], log_prob [B] | None, entropy [B] | None)."""
+        """query [R, H] (R = B * K: K rows per memory, see ``step``) -> (gated context [R, D], weights [R, N],
+        log_prob [R] | None, entropy [R] | None)."""
+        rows, batch = query.size(0), memory.size(0)
+        if rows % batch:
+            raise ValueError(f"decoder step: {rows} rows over {batch} memories; the rows must be K per memory")
+        queries = query if rows == batch else query.view(batch, rows // batch, -1)       # [B, (K,) H]
         if self.hard:
-            out = self.attention(query, memory, memory_mask, precomputed)
+            out = self.attention(queries, memory, memory_mask, precomputed)
             context, weights, log_prob, entropy = out.context, out.weights, out.log_prob, out.entropy
+            log_prob, entropy = log_prob.reshape(rows), entropy.reshape(rows)            # [R]
         else:
-            context, weights = self.attention(query, memory, memory_mask, precomputed)  # [B, D], [B, N]
+            context, weights = self.attention(queries, memory, memory_mask, precomputed)  # [B, (K,) D], [B, (K,) N]
             log_prob = entropy = None
+        context, weights = context.reshape(rows, -1), weights.reshape(rows, -1)        # [R, D], [R, N]
         if self.gate is not None:
             context = context * torch.sigmoid(self.gate(query))                          # [B, D]
         return context, weights, log_prob, entropy

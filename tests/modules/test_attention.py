@@ -204,3 +204,39 @@ def test_reinforce_surrogate_gives_gradient_to_inner_attention():
     hard.zero_grad()
     hard(query, keys, mask).entropy.sum().backward()  # the entropy bonus reaches them too
     assert all(p.grad.abs().sum() > 0 for p in hard.inner.parameters())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_several_queries_per_key_set_equal_each_query_alone(kind):
+    """query [B, Q, Dq] over keys [B, N, Dk] (the beams of a sample in beam search): keys stored once per sample,
+    each query's context and weights as if it were alone with its own copy of the keys."""
+    attention = make(kind)
+    _, keys, mask = inputs(kind)
+    queries = torch.randn(B, 3, DQ, generator=torch.Generator().manual_seed(5))     # [B, Q, Dq]
+    context, weights = attention(queries, keys, mask)
+    assert context.shape == (B, 3, keys.size(-1)) and weights.shape == (B, 3, N)
+    assert (weights[~mask.unsqueeze(1).expand(-1, 3, -1)] == 0).all()
+    for q in range(3):
+        alone_context, alone_weights = attention(queries[:, q], keys, mask)
+        torch.testing.assert_close(context[:, q], alone_context)
+        torch.testing.assert_close(weights[:, q], alone_weights)
+
+
+@pytest.mark.parametrize("eval_mode", ["expectation", "argmax"])
+def test_hard_attention_with_several_queries_per_key_set(eval_mode):
+    hard = HardAttention(make("additive"), eval_mode).eval()
+    _, keys, mask = inputs("additive")
+    queries = torch.randn(B, 3, DQ, generator=torch.Generator().manual_seed(5))     # [B, Q, Dq]
+    out = hard(queries, keys, mask)
+    assert out.context.shape == (B, 3, keys.size(-1)) and out.entropy.shape == (B, 3)
+    for q in range(3):
+        alone = hard(queries[:, q], keys, mask)
+        for name in ("context", "weights", "entropy", "sample"):
+            torch.testing.assert_close(getattr(out, name)[:, q], getattr(alone, name))
+    hard.train()
+    torch.manual_seed(0)
+    out = hard(queries, keys, mask)
+    picked = keys.gather(1, out.sample.unsqueeze(-1).expand(-1, -1, keys.size(-1)))  # [B, Q, Dk]
+    stochastic = out.stochastic.unsqueeze(-1)
+    assert out.stochastic.any()   # with mix 0.5 over 12 rows, some rows use their sample
+    torch.testing.assert_close(torch.where(stochastic, out.context, picked), picked)

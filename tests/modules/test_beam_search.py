@@ -211,3 +211,70 @@ def test_step_limits_must_match_the_batch_and_be_positive(decoders):
         beam_search(decoder, memory, mask, BOS, EOS, max_len=torch.full((5,), 4))
     with pytest.raises(ValueError, match=">= 1 decoding step, got 0"):
         greedy_decode(decoder, memory, mask, BOS, EOS, max_len=torch.tensor([3, 0, 3, 3, 3, 3]))
+
+
+def test_tiny_vocabulary_keeps_as_many_beams_as_there_are_words():
+    """With two words and EOS, K beams cannot all differ at first: the search keeps fewer beams
+    until it has K prefixes, and still equals the one-sample-at-a-time search."""
+    torch.manual_seed(3)
+    decoder = AttentionLSTMDecoder(3, E, H, D, dropout=0.0).eval()      # words 0, 1 and EOS = 2
+    memory, mask = memory_batch()
+    batched = beam_search(decoder, memory, mask, 0, EOS, beam_size=5, max_len=4)
+    for i in range(B):
+        alone = beam_search(decoder, memory[i:i + 1], mask[i:i + 1], 0, EOS, beam_size=5, max_len=4)
+        assert_same(batched[i], alone[0])
+        assert set(batched[i].tokens) <= {0, 1}
+    with pytest.raises(ValueError, match="besides EOS"):
+        beam_search(AttentionLSTMDecoder(1, E, H, D).eval(), memory, mask, 0, 0, beam_size=2, max_len=3)
+
+
+class ScriptedState:
+    """State of ScriptedDecoder: the step count and, per row, whether the beam ever emitted the unlikely word."""
+
+    def __init__(self, steps: int, deviated: torch.Tensor) -> None:
+        self.steps, self.deviated = steps, deviated                                # int, [R] bool
+
+    def select(self, index: torch.Tensor) -> "ScriptedState":
+        return ScriptedState(self.steps, self.deviated[index])
+
+
+class ScriptedKeys:
+    def select(self, index: torch.Tensor) -> "ScriptedKeys":
+        return self
+
+
+class ScriptedDecoder:
+    """A confident model: word A four times, then EOS (each at probability ~0.99); a beam that ever takes the
+    unlikely word B ends next with near certainty. So every step, a poor beam's EOS extension ranks in the top K."""
+
+    A, B, LENGTH = 3, 4, 4
+
+    def init_state(self, memory, memory_mask):
+        return ScriptedState(0, torch.zeros(memory.size(0), dtype=torch.bool))
+
+    def precompute(self, memory):
+        return ScriptedKeys()
+
+    def step(self, token, state, memory, memory_mask, precomputed):
+        deviated = state.deviated | (token == self.B)                              # [R]
+        steps = state.steps + 1
+        logits = torch.full((token.numel(), 5), -20.0)                             # [R, V]
+        logits[:, self.B], logits[:, EOS] = -5.0, -6.0
+        logits[:, EOS if steps > self.LENGTH else self.A] = 0.0
+        logits[deviated] = torch.tensor([-20.0, -20.0, 0.0, -9.0, -9.0])          # after B: EOS
+        attention = torch.full((token.numel(), memory.size(1)), 1.0 / memory.size(1))  # [R, N]
+        return logits, attention, ScriptedState(steps, deviated)
+
+
+@pytest.mark.parametrize("beam_size", [2, 3])
+def test_poor_beams_that_end_early_do_not_stop_the_search_before_the_best_path_ends(beam_size):
+    """Stopping at beam_size finished hypotheses (fairseq's rule) returns a poor early ending here; the search
+    must go on until its best extension ends, and return what greedy decoding finds."""
+    memory, _ = memory_batch()
+    decoder = ScriptedDecoder()
+    greedy = greedy_decode(decoder, memory, None, BOS, EOS, max_len=MAX_LEN)
+    beam = beam_search(decoder, memory, None, BOS, EOS, beam_size=beam_size, max_len=MAX_LEN)
+    for g, b in zip(greedy, beam, strict=True):
+        assert g.tokens == [ScriptedDecoder.A] * ScriptedDecoder.LENGTH and g.finished
+        assert b.tokens == g.tokens and b.finished
+        assert b.score == pytest.approx(g.score, abs=1e-5)

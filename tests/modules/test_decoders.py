@@ -166,3 +166,24 @@ def test_bad_options_name_the_choices():
         AttentionLSTMDecoder(V, E, H, D, attention="soft")
     with pytest.raises(ValueError, match="query_dim == key_dim"):
         AttentionLSTMDecoder(V, E, H, D, attention="dot")
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_step_with_k_rows_per_memory_equals_repeated_memory(config):
+    """Beam search keeps one memory per sample and K state rows for it: the same as repeating the memory."""
+    decoder = make_decoder(config).eval()
+    memory, mask, tokens = batch()
+    k = 3
+    rows = torch.arange(B).repeat_interleave(k)                                       # [B*K]
+    state = decoder.init_state(memory, mask).select(rows)
+    generator = torch.Generator().manual_seed(2)
+    state.h = state.h + 0.1 * torch.randn(state.h.shape, generator=generator)   # beams that differ
+    token = torch.randint(0, V, (B * k,), generator=generator)
+    logits, weights, _ = decoder.step(token, state, memory, mask, decoder.precompute(memory))
+    repeated_memory, repeated_mask = memory[rows], mask[rows]
+    expected_logits, expected_weights, _ = decoder.step(token, state, repeated_memory, repeated_mask,
+                                                        decoder.precompute(repeated_memory))
+    torch.testing.assert_close(logits, expected_logits)
+    torch.testing.assert_close(weights, expected_weights)
+    with pytest.raises(ValueError, match="K per memory"):
+        decoder.step(token[:-1], state.select(torch.arange(B * k - 1)), memory, mask, decoder.precompute(memory))
