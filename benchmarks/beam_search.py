@@ -10,8 +10,9 @@ differences are reported). ``greedy_decode`` is also compared with ``beam_search
 Each timing is the median of ``--repeats`` calls (``time.perf_counter``) after one warm-up call, the two paths
 taking turns (so load from other processes affects them alike).
 
-The model is an ``AttentionLSTMDecoder`` sized like the captioning task's (vocabulary 40, embedding 128,
-hidden 256, memory 128, additive attention) over a memory of 64 positions (an 8x8 image grid), with random
+The model is an ``AttentionLSTMDecoder`` with the captioning task's sizes, read from
+configs/task/captioning.yaml (embedding 64, hidden 256, additive attention of width 128, memory 128: the conv
+encoder's last stage), a vocabulary of 40 words, over a memory of 64 positions (an 8x8 image grid), with random
 weights (``torch.manual_seed(--seed)``), in eval mode. A random decoder would emit EOS at random, so two
 weights are set by hand to make captions end after about 8-14 words, as a trained one does
 (``build_decoder``): one LSTM unit is a step counter and drives the EOS logit up over time. The classifier is
@@ -37,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 from torch import Tensor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +47,10 @@ sys.path.insert(0, str(ROOT))
 from modules.beam_search import Hypothesis, beam_search, greedy_decode  # noqa: E402
 from modules.decoders import AttentionLSTMDecoder  # noqa: E402
 
-VOCAB, EMBED, HIDDEN, MEMORY_DIM, POSITIONS = 40, 128, 256, 128, 64   # captioning sizes; 8x8 grid
+_CAPTIONING = OmegaConf.load(ROOT / "configs" / "task" / "captioning.yaml").model   # the task's decoder sizes
+EMBED, HIDDEN, ATTENTION_DIM = _CAPTIONING.embed_dim, _CAPTIONING.hidden_dim, _CAPTIONING.attention_dim
+MEMORY_DIM = _CAPTIONING.channels[-1]           # the conv encoder's last stage
+VOCAB, POSITIONS = 40, 64                       # the generated scenes' vocabulary; the 8x8 grid of 64x64 images
 BOS, EOS = 1, 2
 SCORE_TOLERANCE = ATTENTION_TOLERANCE = 1e-4
 # The EOS trick (see build_decoder): counter c_t = COUNTER_START + COUNTER_STEP * t, EOS logit += EOS_WEIGHT *
@@ -127,7 +132,8 @@ def build_decoder(seed: int = 0) -> AttentionLSTMDecoder:
     EOS overtakes them differs from caption to caption.
     """
     torch.manual_seed(seed)
-    decoder = AttentionLSTMDecoder(VOCAB, EMBED, HIDDEN, MEMORY_DIM, attention="additive", dropout=0.0)
+    decoder = AttentionLSTMDecoder(VOCAB, EMBED, HIDDEN, MEMORY_DIM, attention="additive",
+                                   attention_dim=ATTENTION_DIM, dropout=0.0)
     u, e = HIDDEN - 1, EMBED - 1
     with torch.no_grad():
         decoder.classifier.weight.mul_(CLASSIFIER_SCALE)
@@ -289,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{torch.cuda.get_device_name() if args.device.startswith('cuda') else 'CPU'}; OMP_NUM_THREADS="
         f"{os.environ.get('OMP_NUM_THREADS', 'unset')}.",
         f"Model: AttentionLSTMDecoder (vocab {VOCAB}, embed {EMBED}, hidden {HIDDEN}, memory {MEMORY_DIM}, "
-        f"additive attention) over {POSITIONS} positions, random weights (seed {args.seed}) with a step-counter "
+        f"additive attention of width {ATTENTION_DIM}; configs/task/captioning.yaml's sizes) over {POSITIONS} "
+        f"positions, random weights (seed {args.seed}) with a step-counter "
         "unit raising the EOS logit (see build_decoder); max_len "
         f"{args.max_len}, length penalty {args.length_penalty}; times are medians of {args.repeats} after a "
         "warm-up. Per-sample = a Python loop calling beam_search with batch 1; identical = same tokens and "

@@ -2,6 +2,8 @@
 
     python benchmarks/captioning.py                         # the full table (about 20 CPU minutes here)
     python benchmarks/captioning.py --epochs 1 --throughput-batches 0   # a quick pass
+    python benchmarks/captioning.py --decode-checkpoint RUN/soft/checkpoints/last.ckpt --out /tmp/decoding.md
+                                                            # decoding comparison only, on a trained model
 
 1. Quality: for soft and for hard attention, one `train.py task=captioning` run each (same data, same budget),
    tested on the 1,000 test scenes with batched beam search: BLEU-1/4, CIDEr-D, attention correctness (the
@@ -88,9 +90,17 @@ def main() -> None:
     parser.add_argument("--throughput-batches", type=int, default=150, help="0: skip the precision comparison")
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "benchmarks" / "runs" / "captioning")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "captioning.md")
+    parser.add_argument("--decode-checkpoint", type=Path, default=None,
+                        help="skip training: only the decoding comparison, on this trained soft checkpoint")
     parser.add_argument("overrides", nargs="*", help="extra train.py overrides for every run")
     args = parser.parse_args()
     runs_dir = args.runs_dir / time.strftime("%Y-%m-%d_%H-%M-%S")
+    if args.decode_checkpoint is not None:
+        lines = decoding_rows(args.decode_checkpoint, args.batch, args.beam, args.repeats)
+        title = (f"Captioning decoding, {training_runs.machine()}: {args.batch} generated test scenes, beam "
+                 f"{args.beam} (median of {args.repeats}), trained model {args.decode_checkpoint}.")
+        training_runs.write_report(title, "captioning.py", lines, args.out)
+        return
 
     lines, checkpoints = quality_rows(args.epochs, args.overrides, runs_dir)
     lines += ["", f"Decoding {args.batch} test images of the trained soft model, beam {args.beam} "

@@ -240,3 +240,32 @@ def test_hard_attention_with_several_queries_per_key_set(eval_mode):
     stochastic = out.stochastic.unsqueeze(-1)
     assert out.stochastic.any()   # with mix 0.5 over 12 rows, some rows use their sample
     torch.testing.assert_close(torch.where(stochastic, out.context, picked), picked)
+
+
+def test_additive_scores_in_chunks_equal_one_pass_with_the_same_gradients(monkeypatch):
+    """On the CPU the additive intermediate is built a few samples at a time: same scores, same gradients."""
+    import modules.attention as attention_module
+
+    attention = make("additive")
+    _, keys, mask = inputs("additive")
+    queries = torch.randn(B, 3, DQ, generator=torch.Generator().manual_seed(5), requires_grad=True)
+
+    def run() -> tuple[torch.Tensor, list[torch.Tensor]]:
+        context, weights = attention(queries, keys, mask)
+        (context.square().sum() + weights[:, :, 0].sum()).backward()
+        grads = [queries.grad.clone(), *(p.grad.clone() for p in attention.parameters())]
+        queries.grad = None
+        attention.zero_grad()
+        return weights.detach(), grads
+
+    one_pass, one_pass_grads = run()
+    chunked_sizes = []
+    original = attention_module.AdditiveAttention._score
+    monkeypatch.setattr(attention_module, "CPU_SCORE_CHUNK", 3 * N * HIDDEN)   # 1 sample of 3 queries per chunk
+    monkeypatch.setattr(attention_module.AdditiveAttention, "_score",
+                        lambda self, k, q: chunked_sizes.append(k.size(0)) or original(self, k, q))
+    chunked, chunked_grads = run()
+    assert chunked_sizes == [1] * B
+    torch.testing.assert_close(chunked, one_pass)
+    for a, b in zip(chunked_grads, one_pass_grads, strict=True):
+        torch.testing.assert_close(a, b)
