@@ -62,10 +62,10 @@ def test_batches(model: TranslationModel, train_pairs: int, batch: int) -> Trans
     return data
 
 
-def greedy_vs_beam_rows(checkpoint: Path, train_pairs: int) -> list[str]:
+def greedy_vs_beam_rows(checkpoint: Path, train_pairs: int, kind: str = "bahdanau") -> list[str]:
     model = TranslationModel.load_from_checkpoint(checkpoint, weights_only=True, map_location="cpu").eval()
     data = test_batches(model, train_pairs, 128)
-    lines = ["| decoding (bahdanau) | test BLEU | seconds for 1,000 sentences |", "|---|---|---|"]
+    lines = [f"| decoding ({kind}) | test BLEU | seconds for 1,000 sentences |", "|---|---|---|"]
     for decode in ("greedy", "beam"):
         bleu = SacreBLEUScore(tokenize="13a")
         start = time.perf_counter()
@@ -101,9 +101,26 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "benchmarks" / "runs" / "nmt")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "nmt.md")
+    parser.add_argument("--redecode", type=Path, default=None, metavar="RUN_DIR",
+                        help="skip training: greedy vs beam test BLEU of each kind's best checkpoint in RUN_DIR (a "
+                             "run of this script; give its --train-pairs), and the speed comparison, decoded by "
+                             "the current code")
     parser.add_argument("overrides", nargs="*", help="extra train.py overrides for every run")
     args = parser.parse_args()
     runs_dir = args.runs_dir / time.strftime("%Y-%m-%d_%H-%M-%S")
+    if args.redecode is not None:
+        lines = []
+        for kind in KINDS:
+            best = training_runs.best_checkpoint(args.redecode / kind / "checkpoints")
+            lines += [*([""] if lines else []), *greedy_vs_beam_rows(best, args.train_pairs, kind)]
+        lines += ["", f"Decoding {args.batch} test sentences of the Bahdanau model, beam {args.beam} (median of "
+                  f"{args.repeats}):", ""]
+        lines += decoding_speed_rows(training_runs.best_checkpoint(args.redecode / "bahdanau" / "checkpoints"),
+                                     args.train_pairs, args.batch, args.beam, args.repeats)
+        title = (f"Translation models of {args.redecode} ({args.train_pairs:,} training pairs) decoded again, "
+                 f"{training_runs.machine()}.")
+        training_runs.write_report(title, "nmt.py", lines, args.out)
+        return
 
     lines, checkpoints = quality_rows(args.epochs, args.train_pairs, args.overrides, runs_dir)
     lines += [""] + greedy_vs_beam_rows(checkpoints["bahdanau"], args.train_pairs)

@@ -39,7 +39,15 @@ class TrainingRun:
         return values[len(values) // 2] if values else float("nan")
 
     def best_checkpoint(self) -> Path:
-        return next((self.run_dir / "checkpoints").glob("epoch*.ckpt"))
+        return best_checkpoint(self.run_dir / "checkpoints")
+
+
+def best_checkpoint(folder: Path) -> Path:
+    """The best checkpoint train.py kept in a run's checkpoints/ folder (epoch*.ckpt; last.ckpt is the last)."""
+    found = sorted(folder.glob("epoch*.ckpt"))
+    if not found:
+        raise FileNotFoundError(f"no epoch*.ckpt (the best checkpoint) in {folder}")
+    return found[0]
 
 
 def run_training(task: str, name: str, overrides: list[str], runs_dir: Path, trainer: str = "cpu") -> TrainingRun:

@@ -137,8 +137,8 @@ def beam_search(decoder: StepDecoder, memory: Tensor, memory_mask: Tensor | None
 
     # Rows of the running tensors belong to the samples still searching, `active` [A] (A = B at first), `beams`
     # rows each: 1 at the first step (every beam would start from the same BOS, so only one is computed), then
-    # K; a sample that has its K finished hypotheses leaves them (its rows are dropped), so the step cost
-    # follows the samples still decoding instead of the longest one.
+    # K; a sample that stops leaves them (its rows are dropped), so the step cost follows the samples still
+    # decoding instead of the longest one.
     active = torch.arange(batch, device=device)                                           # [A] sample ids
     beams = 1
     tokens = torch.full((batch,), bos_id, dtype=torch.long, device=device)               # [A*beams]
