@@ -70,6 +70,20 @@ def decoding_rows(checkpoint: Path, batch: int, beam: int, repeats: int) -> list
     return beam_benchmark.format_table([beam_row], [greedy_row]).splitlines()
 
 
+def redecoded_rows(run_dir: Path) -> list[str]:
+    """The soft and hard models of an earlier run of this script tested again (test split, the task config's data
+    and seed 42) by the current decoding code."""
+    lines = ["| attention | BLEU-1 | BLEU-4 | CIDEr-D | attention correctness (uniform) | attention entropy nats |",
+             "|---|---|---|---|---|---|"]
+    for attention in ("soft", "hard"):
+        m = training_runs.retest("captioning", training_runs.best_checkpoint(run_dir / attention / "checkpoints"))
+        lines.append(f"| {attention} | {100 * m['test/bleu1']:.1f} | {100 * m['test/bleu4']:.1f} | "
+                     f"{m['test/cider']:.2f} | {m['test/attention_correctness']:.2f} "
+                     f"({m['test/attention_correctness_uniform']:.2f}) | {m['test/attention_entropy']:.2f} |")
+        print(lines[-1], flush=True)
+    return lines
+
+
 def throughput_rows(batches: int, overrides: list[str], runs_dir: Path) -> list[str]:
     lines = [f"| precision (soft, {batches} training batches of 64) | train images/s |", "|---|---|"]
     for precision in ("32-true", "bf16-mixed"):
@@ -92,9 +106,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "captioning.md")
     parser.add_argument("--decode-checkpoint", type=Path, default=None,
                         help="skip training: only the decoding comparison, on this trained soft checkpoint")
+    parser.add_argument("--redecode", type=Path, default=None, metavar="RUN_DIR",
+                        help="skip training: test the soft and hard checkpoints of RUN_DIR (a run of this script) "
+                             "again with the current decoding code")
     parser.add_argument("overrides", nargs="*", help="extra train.py overrides for every run")
     args = parser.parse_args()
     runs_dir = args.runs_dir / time.strftime("%Y-%m-%d_%H-%M-%S")
+    if args.redecode is not None:
+        title = (f"Captioning models of {args.redecode} tested again by the current decoding code, "
+                 f"{training_runs.machine()}. Data: generated scenes (1,000 test images), beam of the checkpoint.")
+        training_runs.write_report(title, "captioning.py", redecoded_rows(args.redecode), args.out)
+        return
     if args.decode_checkpoint is not None:
         lines = decoding_rows(args.decode_checkpoint, args.batch, args.beam, args.repeats)
         title = (f"Captioning decoding, {training_runs.machine()}: {args.batch} generated test scenes, beam "

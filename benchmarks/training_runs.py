@@ -42,6 +42,25 @@ class TrainingRun:
         return best_checkpoint(self.run_dir / "checkpoints")
 
 
+def retest(task: str, checkpoint: Path, seed: int = 42) -> dict[str, float]:
+    """Test a checkpoint again with the current code on its task's embedded data (configs/task/<task>.yaml's data
+    settings, the run's seed, the checkpoint's own tokeniser) -> the test metrics. For checkpoints of any age:
+    the model class and data come from the task config, not from the checkpoint."""
+    import hydra
+    import pytorch_lightning as pl
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.load(ROOT / "configs" / "task" / f"{task}.yaml")
+    model = hydra.utils.get_class(config.model._target_).load_from_checkpoint(checkpoint, weights_only=True,
+                                                                              map_location="cpu")
+    data_settings = {**OmegaConf.to_container(config.data), "seed": seed, "num_workers": 0}
+    data = hydra.utils.instantiate(data_settings)
+    data.adopt_vocabularies({data.vocabulary_name: getattr(model, data.vocabulary_name)})
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False)
+    return trainer.test(model, datamodule=data, verbose=False)[0]
+
+
 def best_checkpoint(folder: Path) -> Path:
     """The best checkpoint train.py kept in a run's checkpoints/ folder (epoch*.ckpt; last.ckpt is the last)."""
     found = sorted(folder.glob("epoch*.ckpt"))

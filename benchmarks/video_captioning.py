@@ -59,11 +59,29 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "video_captioning.md")
     parser.add_argument("--feature-cache", action="store_true",
                         help="measure training throughput with and without cached frame features instead")
+    parser.add_argument("--redecode", type=Path, default=None, metavar="RUN_DIR",
+                        help="skip training: test the mean and attention checkpoints of RUN_DIR (a run of this "
+                             "script) again with the current code")
     parser.add_argument("overrides", nargs="*", help="extra train.py overrides for every run")
     args = parser.parse_args()
     runs_dir = args.runs_dir / time.strftime("%Y-%m-%d_%H-%M-%S")
     if args.feature_cache:
         feature_cache_throughput(args, runs_dir)
+        return
+    if args.redecode is not None:
+        lines = ["| model | BLEU-4 | CIDEr-D | temporal attention correctness (uniform) | attention entropy nats |",
+                 "|---|---|---|---|---|"]
+        for temporal in ("mean", "attention"):
+            m = training_runs.retest("video_captioning",
+                                     training_runs.best_checkpoint(args.redecode / temporal / "checkpoints"))
+            attended = temporal == "attention"
+            lines.append(f"| {temporal} | {100 * m['test/bleu4']:.1f} | {m['test/cider']:.2f} | "
+                         + (f"{m['test/attention_correctness']:.2f} ({m['test/attention_correctness_uniform']:.2f}) "
+                            f"| {m['test/attention_entropy']:.2f} |" if attended else "- | - |"))
+            print(lines[-1], flush=True)
+        title = (f"Video captioning models of {args.redecode} tested again by the current code, "
+                 f"{training_runs.machine()}.")
+        training_runs.write_report(title, "video_captioning.py", lines, args.out)
         return
     lines = ["| model | BLEU-4 | CIDEr-D | temporal attention correctness (uniform) | attention entropy nats "
              "| train clips/s | wall min | peak RSS GiB |", "|---|---|---|---|---|---|---|---|"]
