@@ -7,20 +7,23 @@ and where the attention goes.
         --first-types shape --first-steps 750                            # a curriculum: shape questions first
 
 One in-process run per ``--types`` set (SAN from configs/task/vqa.yaml's sizes, 1 hop unless --hops, AdamW at a
-constant learning rate, batches drawn from the questions of those types over 5,000 training images). Every
-``--every`` steps: validation accuracy per type (300 images) and the attention mass on the object the question
-names, next to a uniform map's. Writes benchmarks/results/vqa_question_types.md.
+constant learning rate or, with --cosine, warm-up then cosine decay; batches drawn from the questions of those
+types over 5,000 training images). Every ``--every`` steps: validation accuracy per type (300 images) and the
+attention mass on the object the question names, next to a uniform map's. Writes
+benchmarks/results/vqa_question_types.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import torch
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -53,6 +56,17 @@ def evaluate(model: StackedAttentionVQA, dataset, indices: list[int], collate) -
             float(torch.cat(uniform).mean()))
 
 
+def model_options(pairs: list[str]) -> dict[str, object]:
+    """["question_rnn=bilstm", "dim=128"] -> {"question_rnn": "bilstm", "dim": 128} (YAML-typed values)."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--model expects KEY=VALUE, got {pair!r}")
+        options[key] = yaml.safe_load(value)
+    return options
+
+
 def train_types(types: set[str], args: argparse.Namespace, datamodule: VQADataModule) -> list[str]:
     train, val = datamodule._dataset("train"), datamodule._dataset("val")
     collate = datamodule._loader("val", False).collate_fn
@@ -63,8 +77,11 @@ def train_types(types: set[str], args: argparse.Namespace, datamodule: VQADataMo
     torch.manual_seed(args.seed)
     model = StackedAttentionVQA(question_vocabulary=datamodule.question_vocabulary, answers=datamodule.answers,
                                 image_size=datamodule.image_size, hops=args.hops, score=args.score,
-                                coordinates=args.coordinates, dropout=0.0)
+                                coordinates=args.coordinates, dropout=0.0, **model_options(args.model))
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    warmup = max(1, args.steps // 20)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (
+        1.0 if not args.cosine else min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / args.steps))))
     generator = torch.Generator().manual_seed(args.seed)
     rows, start = [], time.perf_counter()
     for step in range(1, args.steps + 1):
@@ -77,6 +94,7 @@ def train_types(types: set[str], args: argparse.Namespace, datamodule: VQADataMo
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         optimizer.step()
+        schedule.step()
         if step % args.every == 0:
             accuracy, mass, uniform = evaluate(model, val, val_ids, collate)
             per_type = ", ".join(f"{kind} {100 * value:.0f}" for kind, value in accuracy.items())
@@ -94,10 +112,14 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=250)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--cosine", action="store_true", help="warm-up (5%%) then cosine decay to 0 over --steps "
+                        "instead of a constant learning rate")
     parser.add_argument("--hops", type=int, default=1)
     parser.add_argument("--score", default="additive")
     parser.add_argument("--coordinates", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="other StackedAttentionVQA options, e.g. question_rnn=bilstm")
     parser.add_argument("--first-types", default="", help="curriculum: train on these types only at first")
     parser.add_argument("--first-steps", type=int, default=0, help="curriculum: for this many steps")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "vqa_question_types.md")
@@ -111,9 +133,11 @@ def main() -> None:
         lines += train_types(set(types.split(",")), args, datamodule)
     title = (f"SAN on subsets of Sort-of-CLEVR question types, {training_runs.machine()}. {args.hops} hop(s), "
              f"{args.score} attention, coordinates {'on' if args.coordinates else 'off'}, AdamW lr {args.lr} "
-             f"constant, batch {args.batch_size}; 5,000 training images, 300 validation images"
+             f"{'warm-up + cosine' if args.cosine else 'constant'}, batch {args.batch_size}; 5,000 training images, "
+             "300 validation images"
              + (f"; curriculum: only {args.first_types} questions for the first {args.first_steps} steps."
-                if args.first_types and args.first_steps else "."))
+                if args.first_types and args.first_steps else ".")
+             + (f" Model options: {' '.join(args.model)}." if args.model else ""))
     training_runs.write_report(title, "vqa_question_types.py", lines, args.out)
 
 
