@@ -102,7 +102,10 @@ class Attention(nn.Module):
         single = query.dim() == 2
         queries = query.unsqueeze(1) if single else query                                # [B, Q, Dq]
         scores = self.score(queries, precomputed)                                        # [B, Q, N]
-        if mask is not None and mask.shape == keys.shape[:2]:
+        if mask is not None:
+            if mask.shape != keys.shape[:2]:
+                raise ValueError(f"attention mask has shape {tuple(mask.shape)}, expected {tuple(keys.shape[:2])} "
+                                 "[B, N]: one row per key set, True at real keys")
             mask = mask.unsqueeze(1).expand_as(scores)                                   # [B, Q, N]
         weights = masked_softmax(scores, mask)                                           # [B, Q, N]
         context = torch.bmm(weights.to(keys.dtype), keys)                                # [B, Q, Dk]

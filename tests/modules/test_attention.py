@@ -269,3 +269,13 @@ def test_additive_scores_in_chunks_equal_one_pass_with_the_same_gradients(monkey
     torch.testing.assert_close(chunked, one_pass)
     for a, b in zip(chunked_grads, one_pass_grads, strict=True):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_mask_of_the_wrong_shape_is_named(kind):
+    attention = make(kind)
+    query, keys, mask = inputs(kind)
+    with pytest.raises(ValueError, match=r"mask has shape \(4, 4\), expected \(4, 5\)"):
+        attention(query, keys, mask[:, :4])
+    with pytest.raises(ValueError, match="mask has shape"):
+        attention(query.unsqueeze(1), keys, mask.unsqueeze(1))
