@@ -57,7 +57,7 @@ def evaluate(model: StackedAttentionVQA, dataset, indices: list[int], collate) -
 
 
 def model_options(pairs: list[str]) -> dict[str, object]:
-    """["question_rnn=bilstm", "dim=128"] -> {"question_rnn": "bilstm", "dim": 128} (YAML-typed values)."""
+    """["score=multiplicative", "dim=128"] -> {"score": "multiplicative", "dim": 128} (YAML-typed values)."""
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -119,7 +119,7 @@ def main() -> None:
     parser.add_argument("--coordinates", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="other StackedAttentionVQA options, e.g. question_rnn=bilstm")
+                        help="other StackedAttentionVQA options, e.g. classifier_hidden=256")
     parser.add_argument("--first-types", default="", help="curriculum: train on these types only at first")
     parser.add_argument("--first-steps", type=int, default=0, help="curriculum: for this many steps")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "vqa_question_types.md")
