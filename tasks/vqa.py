@@ -52,7 +52,7 @@ class StackedAttentionVQA(pl.LightningModule):
                  pretrained: bool = False, trainable: str = "none", grid_size: int = 14, dim: int = 256,
                  attention_dim: int = 128, embed_dim: int = 64, coordinates: bool = False,
                  question_norm: bool = False, score: str = "additive", classifier_hidden: int = 0,
-                 dropout: float = 0.2,
+                 attention_supervision: float = 0.0, dropout: float = 0.2,
                  lr: float = 2e-3,
                  weight_decay: float = 1e-4, warmup_fraction: float = 0.05, num_figure_samples: int = 6) -> None:
         """
@@ -75,6 +75,12 @@ class StackedAttentionVQA(pl.LightningModule):
             classifier_hidden: 0: the paper's answer classifier, one linear layer on u_k; > 0: a hidden layer of
                 this width (ReLU) before it, so the answer can depend on the question type and the attended
                 content jointly (u_k is their sum; a linear layer can only add their evidence).
+            attention_supervision: lambda >= 0 of a supervised-attention term in the training loss (Liu et al.
+                2017's idea for captioning): lambda * mean over hops and non-relational questions of -log(attention
+                mass on the cells of the object the question names). Relational questions are left free: their
+                answer depends on other objects too (and a count cannot be read from a normalised attention
+                average). 0 (default): the paper's unsupervised SAN. Needs the named objects' boxes, so generated
+                Sort-of-CLEVR only (VQA v2 has none: an error says so).
             dropout: before the answer classifier.
             lr, weight_decay, warmup_fraction: AdamW with a one-cycle schedule.
             num_figure_samples: validation questions shown with their per-hop maps each epoch.
@@ -84,6 +90,8 @@ class StackedAttentionVQA(pl.LightningModule):
             question_vocab_size = len(question_vocabulary)
         if question_vocab_size is None or not answers:
             raise ValueError("StackedAttentionVQA needs the question vocabulary and the answer classes")
+        if attention_supervision < 0:
+            raise ValueError(f"model.attention_supervision must be >= 0, got {attention_supervision}")
         self.save_hyperparameters(ignore=["question_vocabulary"])
         self.question_vocabulary = question_vocabulary
         self.encoder = image_encoder_from_options(encoder, channels, strided, resnet_arch, pretrained, trainable,
@@ -150,8 +158,32 @@ class StackedAttentionVQA(pl.LightningModule):
         return loss, predicted, maps
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        loss, _, _ = self._step(batch, "train")
+        loss, _, maps = self._step(batch, "train")
+        weight = self.hparams.attention_supervision
+        if weight > 0 and maps:
+            supervision = self._attention_supervision(batch, maps)
+            self.log("train/attention_supervision", supervision, on_step=True, on_epoch=True,
+                     batch_size=len(maps[0]))
+            loss = loss + weight * supervision
         return loss
+
+    def _attention_supervision(self, batch: dict[str, Any], maps: list[Tensor]) -> Tensor:
+        """Mean over hops and non-relational questions of -log(attention mass on the named object's cells)."""
+        if "about_boxes" not in batch or "kind" not in batch:
+            raise ValueError("model.attention_supervision > 0 needs the boxes of the objects each question is "
+                             "about, which only the generated Sort-of-CLEVR data has (data.source=sort_of_clevr); "
+                             "set model.attention_supervision=0 for this data")
+        named = batch["kind"] == KINDS.index("non_relational")                              # [B]
+        if not named.any():
+            return maps[0].sum() * 0.0
+        cover = self._about_cover(batch)[named]                                            # [S, N]
+        mass = torch.stack([(weights[named].float() * cover).sum(-1) for weights in maps])  # [hops, S]
+        return -mass.clamp(min=1e-6).log().mean()
+
+    def _about_cover(self, batch: dict[str, Any]) -> Tensor:
+        """[B, N] in [0, 1]: how much of each grid cell the objects a question is about cover."""
+        cover = box_cell_cover(batch["about_boxes"], self.grid)                            # [B, A, N]
+        return (cover * batch["about_mask"].unsqueeze(-1).to(cover.dtype)).sum(1).clamp(max=1)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         _, predicted, maps = self._step(batch, "val")
@@ -178,8 +210,7 @@ class StackedAttentionVQA(pl.LightningModule):
         """Attention mass of every hop on the boxes of the objects the question is about, and a uniform map's."""
         if "about_boxes" not in batch or not maps:
             return
-        cover = box_cell_cover(batch["about_boxes"], self.grid)                            # [B, A, N]
-        cover = (cover * batch["about_mask"].unsqueeze(-1).to(cover.dtype)).sum(1).clamp(max=1)   # [B, N]
+        cover = self._about_cover(batch)                                                   # [B, N]
         for hop, weights in enumerate(maps):
             self.correctness[f"{split}_{hop}"].update((weights.float() * cover).sum(-1))
         self.correctness_uniform[f"{split}_"].update(cover.mean(-1))

@@ -14,6 +14,18 @@ SMALL = ["data.num_images.train=16", "data.num_images.val=4", "data.num_images.t
          "data.eval_batch_size=16", "model.dim=32", "model.attention_dim=16", "model.embed_dim=16"]
 
 
+def small_vqa2_cfg(make_cfg, root: Path, *overrides: str):
+    """The san_vqa2 preset, shrunk, on a VQA v2 fixture in the real format written to ``root``."""
+    from tests.datamodules.test_vqa_v2 import SPLIT, write_vqa
+
+    write_vqa(root)
+    return make_cfg("experiment=san_vqa2", f"data.root={root}", f"data.splits={{train: {SPLIT}, val: {SPLIT}, "
+                    f"test: {SPLIT}}}", "model.pretrained=false", "model.resnet_arch=resnet18", "model.grid_size=2",
+                    "data.image_size=64", "model.dim=16", "model.attention_dim=8", "model.embed_dim=8",
+                    "data.batch_size=2", "data.eval_batch_size=4", "trainer.fast_dev_run=true",
+                    "trainer.precision=32-true", "data.top_k=3", *overrides)
+
+
 @pytest.mark.parametrize("hops", [0, 1, 2])
 def test_fast_dev_run(make_cfg, hops):
     metrics = run(make_cfg("task=vqa", f"model.hops={hops}", "trainer.fast_dev_run=true", *SMALL))
@@ -24,6 +36,15 @@ def test_fast_dev_run(make_cfg, hops):
         assert 0 < metrics["test/attention_correctness_uniform"] < 1
 
 
+def test_attention_supervision_trains_through_train_py_and_is_refused_on_vqa_v2(make_cfg, tmp_path):
+    metrics = run(make_cfg("task=vqa", "model.hops=2", "model.attention_supervision=1.0", "trainer.max_epochs=1",
+                           "trainer.limit_val_batches=1", *SMALL))
+    assert metrics["train/attention_supervision_epoch"] > 0 and "test/acc" in metrics
+    cfg = small_vqa2_cfg(make_cfg, tmp_path, "model.attention_supervision=1.0")
+    with pytest.raises(ValueError, match="attention_supervision.*Sort-of-CLEVR"):
+        run(cfg)
+
+
 def test_fit_writes_the_hop_figure(make_cfg):
     cfg = make_cfg("task=vqa", *SMALL, "trainer.max_epochs=1", "trainer.limit_val_batches=1", "test=false")
     run(cfg)
@@ -32,14 +53,7 @@ def test_fit_writes_the_hop_figure(make_cfg):
 
 
 def test_san_vqa2_preset_on_the_real_format_scores_the_official_accuracy(make_cfg, tmp_path):
-    from tests.datamodules.test_vqa_v2 import SPLIT, write_vqa
-
-    write_vqa(tmp_path)
-    cfg = make_cfg("experiment=san_vqa2", f"data.root={tmp_path}", f"data.splits={{train: {SPLIT}, val: {SPLIT}, "
-                   f"test: {SPLIT}}}", "model.pretrained=false", "model.resnet_arch=resnet18", "model.grid_size=2",
-                   "data.image_size=64", "model.dim=16", "model.attention_dim=8", "model.embed_dim=8",
-                   "data.batch_size=2", "data.eval_batch_size=4", "trainer.fast_dev_run=true",
-                   "trainer.precision=32-true", "data.top_k=3")
+    cfg = small_vqa2_cfg(make_cfg, tmp_path)
     assert cfg.data.source == "vqa2" and cfg.model.encoder == "resnet"
     metrics = run(cfg)
     assert 0.0 <= metrics["test/vqa_acc"] <= 1.0 and "test/vqa_acc_yes_no" in metrics

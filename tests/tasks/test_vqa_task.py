@@ -76,3 +76,47 @@ def test_attention_correctness_on_a_map_that_looks_at_the_object(data):
     mass = model.correctness["val_0"].compute()
     uniform = model.correctness_uniform["val_"].compute()
     assert mass > 0.5 and mass > 3 * uniform
+
+
+def test_attention_supervision_pulls_every_hop_onto_the_named_object(data):
+    """The supervised-attention term: positive, and training on it alone moves each hop's mass on the object a
+    non-relational question names from about a uniform map's share to most of it; relational questions are
+    not supervised (the term does not change when only their maps change)."""
+    model = small_model(data, hops=2, attention_supervision=1.0)
+    batch = next(iter(data.train_dataloader()))
+    named = batch["kind"] == 0                                                                   # [B]
+    assert named.any() and not named.all()
+    cover = model._about_cover(batch)                                                            # [B, N]
+    uniform = cover[named].mean(-1).mean()
+
+    def masses() -> list[float]:
+        _, maps = model(batch["image"], batch["question"], batch["question_lengths"])
+        return [float((weights[named] * cover[named]).sum(-1).mean()) for weights in maps]
+
+    _, maps = model(batch["image"], batch["question"], batch["question_lengths"])
+    moved = [weights.clone() for weights in maps]
+    for weights in moved:
+        weights[~named] = weights[~named].roll(1, dims=-1)   # other maps for the relational questions only
+    torch.testing.assert_close(model._attention_supervision(batch, moved), model._attention_supervision(batch, maps))
+
+    before = masses()
+    assert all(mass < 3 * uniform for mass in before)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(60):
+        _, maps = model(batch["image"], batch["question"], batch["question_lengths"])
+        supervision = model._attention_supervision(batch, maps)
+        assert supervision > 0
+        optimizer.zero_grad()
+        supervision.backward()
+        optimizer.step()
+    assert all(mass > 0.5 for mass in masses())
+
+
+def test_attention_supervision_needs_boxes_and_a_non_negative_weight(data):
+    model = small_model(data, hops=1, attention_supervision=1.0)
+    batch = {key: value for key, value in next(iter(data.train_dataloader())).items() if key != "about_boxes"}
+    _, maps = model(batch["image"], batch["question"], batch["question_lengths"])
+    with pytest.raises(ValueError, match="attention_supervision.*Sort-of-CLEVR"):
+        model._attention_supervision(batch, maps)
+    with pytest.raises(ValueError, match="attention_supervision must be >= 0"):
+        small_model(data, attention_supervision=-1.0)
