@@ -78,10 +78,10 @@ def test_attention_correctness_on_a_map_that_looks_at_the_object(data):
     assert mass > 0.5 and mass > 3 * uniform
 
 
-def test_attention_supervision_pulls_every_hop_onto_the_named_object(data):
-    """The supervised-attention term: positive, and training on it alone moves each hop's mass on the object a
-    non-relational question names from about a uniform map's share to most of it; relational questions are
-    not supervised (the term does not change when only their maps change)."""
+def test_attention_supervision_pulls_the_first_hop_onto_the_named_object(data):
+    """The supervised-attention term: positive, and training on it alone moves the first hop's mass on the object
+    a non-relational question names from about a uniform map's share to most of it; relational questions and
+    later hops are not supervised (the term does not change when only their maps change)."""
     model = small_model(data, hops=2, attention_supervision=1.0)
     batch = next(iter(data.train_dataloader()))
     named = batch["kind"] == 0                                                                   # [B]
@@ -95,12 +95,11 @@ def test_attention_supervision_pulls_every_hop_onto_the_named_object(data):
 
     _, maps = model(batch["image"], batch["question"], batch["question_lengths"])
     moved = [weights.clone() for weights in maps]
-    for weights in moved:
-        weights[~named] = weights[~named].roll(1, dims=-1)   # other maps for the relational questions only
+    moved[0][~named] = moved[0][~named].roll(1, dims=-1)     # other first-hop maps for relational questions only
+    moved[1] = moved[1].roll(1, dims=-1)                     # another second hop for every question
     torch.testing.assert_close(model._attention_supervision(batch, moved), model._attention_supervision(batch, maps))
 
-    before = masses()
-    assert all(mass < 3 * uniform for mass in before)
+    assert masses()[0] < 3 * uniform
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(60):
         _, maps = model(batch["image"], batch["question"], batch["question_lengths"])
@@ -109,7 +108,7 @@ def test_attention_supervision_pulls_every_hop_onto_the_named_object(data):
         optimizer.zero_grad()
         supervision.backward()
         optimizer.step()
-    assert all(mass > 0.5 for mass in masses())
+    assert masses()[0] > 0.5
 
 
 def test_attention_supervision_needs_boxes_and_a_non_negative_weight(data):
