@@ -1,6 +1,6 @@
 """Stacked attention on Sort-of-CLEVR: the no-attention baseline vs SAN with 1 and 2 hops, at the same budget.
 
-    python benchmarks/vqa.py                      # about 13 CPU minutes here
+    python benchmarks/vqa.py                      # about 25 CPU minutes here
     python benchmarks/vqa.py --epochs 1           # a quick pass
 
 Each configuration is one `train.py task=vqa` run; the table gives test accuracy on non-relational and relational
@@ -26,7 +26,7 @@ REFERENCE = ("Santoro et al. 2017 on Sort-of-CLEVR: CNN+MLP about 63% relational
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--hops", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "benchmarks" / "runs" / "vqa")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "vqa.md")

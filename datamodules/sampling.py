@@ -16,13 +16,13 @@ Lightning's own sampler would.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-__all__ = ["EpochSeededSampler", "SplitLoaders", "make_dataloader", "split_index"]
+__all__ = ["CurriculumSampler", "EpochSeededSampler", "SplitLoaders", "make_dataloader", "split_index"]
 
 
 def split_index(idx: int, n: int) -> tuple[int, int]:
@@ -74,6 +74,37 @@ class EpochSeededSampler(DistributedSampler):
         return (offset + i for i in super().__iter__())
 
 
+class CurriculumSampler(EpochSeededSampler):
+    """:class:`EpochSeededSampler` whose first epoch starts with ``first_count`` draws from ``first_indices`` only.
+
+    A curriculum: the first ``first_count`` training samples (over all ranks together, so the same whatever the
+    number of processes) come from a subset (e.g. the easy question types), shuffled and repeated as needed;
+    the rest of epoch 0 and every later epoch are the plain shuffled dataset. The epoch keeps its length (the
+    curriculum takes the place of the first positions), so progress bars and schedules are unchanged.
+    Deterministic by ``seed`` and rank.
+    """
+
+    def __init__(self, dataset: Dataset, first_indices: Sequence[int], first_count: int, num_replicas: int = 1,
+                 rank: int = 0, seed: int = 0, drop_last: bool = False) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=drop_last)
+        if first_count < 0:
+            raise ValueError(f"curriculum: the number of first samples must be >= 0, got {first_count}")
+        if first_count and not len(first_indices):
+            raise ValueError("curriculum: no sample of the curriculum's subset in this dataset")
+        self.first_indices = torch.as_tensor(list(first_indices), dtype=torch.long)          # [S]
+        self.first_count = first_count
+
+    def __iter__(self) -> Iterator[int]:
+        indices = list(super().__iter__())
+        if self.epoch > 0 or not self.first_count:
+            return iter(indices)
+        mine = min(-(-self.first_count // self.num_replicas), len(indices))                  # this rank's share
+        generator = torch.Generator().manual_seed(self.seed + 7919 * (self.rank + 1))
+        rounds = -(-mine // len(self.first_indices))
+        order = torch.cat([torch.randperm(len(self.first_indices), generator=generator) for _ in range(rounds)])
+        return iter(self.first_indices[order[:mine]].tolist() + indices[mine:])
+
+
 def resolve_num_workers(num_workers: int | str, trainer: Any = None) -> int:
     """An explicit count stays; "auto" picks what keeps the accelerator fed.
 
@@ -102,6 +133,7 @@ def make_dataloader(
     trainer: Any = None,
     drop_last: bool = False,
     collate_fn: Callable | None = None,
+    curriculum: tuple[Sequence[int], int] | None = None,
 ) -> DataLoader:
     """Build a DataLoader over ``dataset`` with an :class:`EpochSeededSampler`.
 
@@ -116,13 +148,19 @@ def make_dataloader(
             ``global_rank`` shard the data. ``None`` -> one process, rank 0.
         drop_last: drop the incomplete last batch (and the uneven tail across ranks).
         collate_fn: optional DataLoader collate function.
+        curriculum: (indices, count) for training: the first ``count`` samples come from ``indices`` only
+            (:class:`CurriculumSampler`); None: no curriculum.
     """
     num_workers = resolve_num_workers(num_workers, trainer)
     world_size = int(getattr(trainer, "world_size", 1)) if trainer is not None else 1
     rank = int(getattr(trainer, "global_rank", 0)) if trainer is not None else 0
-    sampler = EpochSeededSampler(
-        dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last
-    )
+    if curriculum is not None and shuffle:
+        sampler: EpochSeededSampler = CurriculumSampler(dataset, *curriculum, num_replicas=world_size, rank=rank,
+                                                        seed=seed, drop_last=drop_last)
+    else:
+        sampler = EpochSeededSampler(
+            dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last
+        )
     return DataLoader(
         dataset,
         batch_size=batch_size,

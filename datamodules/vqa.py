@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from datamodules.caption_corpora import image_transform
 from datamodules.sampling import SplitLoaders, make_dataloader, split_index
-from datamodules.synthetic.sort_of_clevr import ANSWERS, SortOfClevr
+from datamodules.synthetic.sort_of_clevr import ANSWERS, TYPES, SortOfClevr
 from datamodules.vocabulary import AdoptsVocabulary, Vocabulary
 from datamodules.vqa_v2 import VQAItem, answer_coverage, load_vqa_split, top_k_answers
 from tasks.vqa_accuracy import normalize_answer, soft_score_targets
@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 SOURCES = ("sort_of_clevr", "vqa2")
 KIND_IDS = {"non_relational": 0, "relational": 1}
+QUESTION_TYPES = tuple(t for kind in KIND_IDS for t in TYPES[kind])   # shape, horizontal, ..., count
+TYPE_IDS = {t: i for i, t in enumerate(QUESTION_TYPES)}
 
 
 class SortOfClevrQuestions(Dataset):
@@ -52,7 +54,8 @@ class SortOfClevrQuestions(Dataset):
         questions = [self.questions[split_index(idx, len(self.questions))[1]] for idx in indices]
         images = self.pixels[[q.image_index for q in questions]].permute(0, 3, 1, 2).float() / 255.0  # [B, 3, H, W]
         return [{"image": image, "question": q.text, "answer": ANSWERS.index(q.answer), "answer_text": q.answer,
-                 "kind": KIND_IDS[q.kind], "about_boxes": self.boxes[q.image_index, list(q.about)]}
+                 "kind": KIND_IDS[q.kind], "question_type": TYPE_IDS[q.type],
+                 "about_boxes": self.boxes[q.image_index, list(q.about)]}
                 for image, q in zip(images, questions, strict=True)]
 
 
@@ -80,8 +83,8 @@ class VQA2Questions(Dataset):
 
 
 class VQACollate:
-    """Items -> image [B, 3, H, W], question [B, L] + question_lengths [B], answer [B], kind [B],
-    about_boxes [B, A, 4] + about_mask [B, A], and the question / answer texts."""
+    """Items -> image [B, 3, H, W], question [B, L] + question_lengths [B], answer [B], kind [B], question_type
+    [B] (index into QUESTION_TYPES), about_boxes [B, A, 4] + about_mask [B, A], and the question / answer texts."""
 
     def __init__(self, vocabulary: Vocabulary, answer_index: dict[str, int] | None = None) -> None:
         self.vocabulary = vocabulary
@@ -104,7 +107,8 @@ class VQACollate:
         for b, item in enumerate(items):
             boxes[b, : len(item["about_boxes"])] = item["about_boxes"]
             mask[b, : len(item["about_boxes"])] = True
-        batch.update(kind=torch.tensor([item["kind"] for item in items]), about_boxes=boxes, about_mask=mask)
+        batch.update(kind=torch.tensor([item["kind"] for item in items]), about_boxes=boxes, about_mask=mask,
+                     question_type=torch.tensor([item["question_type"] for item in items]))
         return batch
 
 
@@ -118,6 +122,9 @@ class VQADataModule(AdoptsVocabulary, SplitLoaders, pl.LightningDataModule):
         root, splits, top_k, skip_missing_images: VQA v2: the folder, the file split of each of train/val/test
             (test defaults to val2014: the official test answers are not public), answer classes, and whether a
             question whose image is missing is skipped and counted (else an error naming it).
+        curriculum_types, curriculum_questions: Sort-of-CLEVR: the first ``curriculum_questions`` training
+            questions (over all processes) are drawn from these question types only (e.g. [shape]: learn where
+            the named colour is before the position and relational questions join); then every type, as usual.
         batch_size, eval_batch_size, num_workers, seed: loading.
     """
 
@@ -126,11 +133,13 @@ class VQADataModule(AdoptsVocabulary, SplitLoaders, pl.LightningDataModule):
     def __init__(self, source: str = "sort_of_clevr", num_images: dict[str, int] | None = None,
                  questions_per_image: int = 10, image_size: int = 75, root: str | None = None,
                  splits: dict[str, str] | None = None, top_k: int = 3000, skip_missing_images: bool = False,
+                 curriculum_types: Sequence[str] = (), curriculum_questions: int = 0,
                  batch_size: int = 64, eval_batch_size: int | None = None, num_workers: int | str = "auto",
                  seed: int = 0) -> None:
         super().__init__()
         if source not in SOURCES:
             raise ValueError(f"data.source={source!r} is not a known VQA source; choose one of {list(SOURCES)}")
+        _check_curriculum(source, list(curriculum_types or ()), curriculum_questions)
         if source == "vqa2" and not root:
             raise ValueError("data.source=vqa2 needs data.root: the folder with the VQA v2 JSON files and images")
         self.save_hyperparameters()
@@ -195,8 +204,32 @@ class VQADataModule(AdoptsVocabulary, SplitLoaders, pl.LightningDataModule):
             self._dataset(split)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        batch_size = self.hparams.batch_size if shuffle else (self.hparams.eval_batch_size or self.hparams.batch_size)
-        return make_dataloader(self._dataset(split), batch_size=batch_size, shuffle=shuffle, seed=self.hparams.seed,
-                               num_workers=self.hparams.num_workers, trainer=self.trainer,
+        hp = self.hparams
+        batch_size = hp.batch_size if shuffle else (hp.eval_batch_size or hp.batch_size)
+        curriculum = None
+        if split == "train" and hp.curriculum_questions:
+            types = set(hp.curriculum_types)
+            first = [i for i, q in enumerate(self._dataset(split).questions) if q.type in types]
+            curriculum = (first, hp.curriculum_questions)
+            log.info("curriculum: the first %d training questions from %s only (%d such questions)",
+                     hp.curriculum_questions, ", ".join(sorted(types)), len(first))
+        return make_dataloader(self._dataset(split), batch_size=batch_size, shuffle=shuffle, seed=hp.seed,
+                               num_workers=hp.num_workers, trainer=self.trainer,
                                collate_fn=VQACollate(self.question_vocabulary,
-                                                     {a: i for i, a in enumerate(self.answers)}))
+                                                     {a: i for i, a in enumerate(self.answers)}),
+                               curriculum=curriculum)
+
+
+def _check_curriculum(source: str, types: list[str], questions: int) -> None:
+    """Clear errors for the curriculum options (see VQADataModule)."""
+    valid = [t for kind in TYPES.values() for t in kind]
+    unknown = [t for t in types if t not in valid]
+    if unknown:
+        raise ValueError(f"data.curriculum_types: unknown question type(s) {unknown}; valid choices: {valid}")
+    if not isinstance(questions, int) or questions < 0:
+        raise ValueError(f"data.curriculum_questions must be a count >= 0, got {questions!r}")
+    if questions and not types:
+        raise ValueError("data.curriculum_questions > 0 needs data.curriculum_types (which questions come first)")
+    if questions and source != "sort_of_clevr":
+        raise ValueError("a curriculum needs the question types of the generated Sort-of-CLEVR data "
+                         f"(data.source=sort_of_clevr); data.source={source} has none: set data.curriculum_questions=0")

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from datamodules.vocabulary import Vocabulary
+from datamodules.vqa import QUESTION_TYPES
 from modules.encoders import IMAGENET_MEAN, IMAGENET_STD, TextEncoder, image_encoder_from_options, measure_grid
 from modules.stacked_attention import StackedAttention
 from tasks.attention_correctness import box_cell_cover
@@ -110,7 +111,8 @@ class StackedAttentionVQA(pl.LightningModule):
         self.attention = StackedAttention(dim, hops, attention_dim, score)
         hidden = [nn.Linear(dim, classifier_hidden), nn.ReLU(inplace=True)] if classifier_hidden > 0 else []
         self.classifier = nn.Sequential(nn.Dropout(dropout), *hidden, nn.Linear(classifier_hidden or dim, len(answers)))
-        self.accuracy = nn.ModuleDict({f"{s}_{k}": MeanMetric() for s in SPLITS for k in ("all", *KINDS)})
+        self.accuracy = nn.ModuleDict({f"{s}_{k}": MeanMetric() for s in SPLITS
+                                       for k in ("all", *KINDS, *QUESTION_TYPES)})
         self.correctness = nn.ModuleDict({f"{s}_{h}": MeanMetric() for s in ("val", "test") for h in range(hops)})
         self.correctness_uniform = nn.ModuleDict({f"{s}_": MeanMetric() for s in ("val", "test")})
         self.vqa_accuracy = nn.ModuleDict({f"{s}_": VQAAccuracy() for s in ("val", "test")})
@@ -145,11 +147,12 @@ class StackedAttentionVQA(pl.LightningModule):
         predicted = logits.argmax(dim=-1)                                                   # [B]
         correct = (predicted == batch["answer"]).float()                  # [B] (an answer outside the top-K: -1)
         self.accuracy[f"{split}_all"].update(correct)
-        if "kind" in batch:
-            for k, kind in enumerate(KINDS):
-                rows = batch["kind"] == k
-                if rows.any():
-                    self.accuracy[f"{split}_{kind}"].update(correct[rows])
+        for key, names in (("kind", KINDS), ("question_type", QUESTION_TYPES)):  # Sort-of-CLEVR only
+            if key in batch:
+                for k, name in enumerate(names):
+                    rows = batch[key] == k
+                    if rows.any():
+                        self.accuracy[f"{split}_{name}"].update(correct[rows])
         if "human_answers" in batch and split != "train":  # VQA v2: the official accuracy against 10 humans
             self.vqa_accuracy[f"{split}_"].update([self.hparams.answers[i] for i in predicted.tolist()],
                                                   batch["human_answers"], batch["answer_types"])
@@ -218,7 +221,7 @@ class StackedAttentionVQA(pl.LightningModule):
 
     def _log_epoch(self, split: str) -> None:
         values = {}
-        for kind in ("all", *KINDS):
+        for kind in ("all", *KINDS, *QUESTION_TYPES):
             metric = self.accuracy[f"{split}_{kind}"]
             if updated_on_any_rank(self, metric):
                 values[f"{split}/acc" if kind == "all" else f"{split}/acc_{kind}"] = compute_quietly(metric)

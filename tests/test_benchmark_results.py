@@ -18,7 +18,7 @@ def test_every_task_row_shows_its_quality_attention_check_speed_and_memory():
     specs = {spec.task: spec for spec in results.TASKS}
     assert set(specs) == {"stn", "captioning", "video_captioning", "vqa", "nmt"}
     vqa = results.row(specs["vqa"], fake_run({"test/acc": 0.612, "test/acc_non_relational": 0.55,
-                                              "test/acc_relational": 0.674, "test/attention_correctness_hop2": 0.041,
+                                              "test/acc_relational": 0.674, "test/attention_correctness_hop1": 0.041,
                                               "test/attention_correctness_uniform": 0.03}))
     assert "accuracy % 61.2, non-relational % 55.0, relational % 67.4" in vqa
     assert ": 0.04 (uniform / identity 0.03)" in vqa and "| 200 | 2.5 | 1.20 |" in vqa
@@ -26,3 +26,13 @@ def test_every_task_row_shows_its_quality_attention_check_speed_and_memory():
     assert "SacreBLEU 98.8, perplexity 1.23" in nmt and "| - |" in nmt and "4.50 (over 4 GiB)" in nmt
     stn = results.row(specs["stn"], fake_run({"test/error": 0.011, "test/iou": 0.26, "test/iou_identity": 0.19}))
     assert "test error % 1.1" in stn and "0.26 (uniform / identity 0.19)" in stn
+
+
+def test_rows_of_an_earlier_table_are_read_back_by_task(tmp_path):
+    """`--tasks vqa` re-measures one row and keeps the others of the existing table."""
+    table = tmp_path / "RESULTS.md"
+    assert results.earlier_rows(table) == {}
+    stn = "| `stn` | ST-CNN | test error % 1.9 | - | 1100 | 1.8 | 0.95 | paper |"
+    nmt = "| `nmt` | Bahdanau | SacreBLEU 99.9 | - | 963 | 2.9 | 0.93 | paper |"
+    table.write_text("\n".join(["# Results", "", "| task | model |", "|---|---|", stn, "| `unknown` | x |", nmt]))
+    assert results.earlier_rows(table) == {"stn": stn, "nmt": nmt}

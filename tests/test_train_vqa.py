@@ -30,6 +30,8 @@ def small_vqa2_cfg(make_cfg, root: Path, *overrides: str):
 def test_fast_dev_run(make_cfg, hops):
     metrics = run(make_cfg("task=vqa", f"model.hops={hops}", "trainer.fast_dev_run=true", *SMALL))
     assert {"test/acc", "test/acc_non_relational", "test/acc_relational"} <= set(metrics)
+    per_type = {f"test/acc_{t}" for t in ("shape", "horizontal", "vertical", "closest", "farthest", "count")}
+    assert per_type <= set(metrics) and all(0 <= metrics[key] <= 1 for key in per_type)
     assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
     if hops:
         assert {f"test/attention_correctness_hop{h + 1}" for h in range(hops)} <= set(metrics)
@@ -43,6 +45,13 @@ def test_attention_supervision_trains_through_train_py_and_is_refused_on_vqa_v2(
     cfg = small_vqa2_cfg(make_cfg, tmp_path, "model.attention_supervision=1.0")
     with pytest.raises(ValueError, match="attention_supervision.*Sort-of-CLEVR"):
         run(cfg)
+
+
+def test_curriculum_options_run_through_train_py(make_cfg):
+    metrics = run(make_cfg("task=vqa", "model.hops=1", "data.curriculum_types=[shape,horizontal]",
+                           "data.curriculum_questions=32", "trainer.max_epochs=1", "trainer.limit_val_batches=1",
+                           *SMALL))
+    assert "test/acc" in metrics and metrics["train/loss_epoch"] > 0
 
 
 def test_fit_writes_the_hop_figure(make_cfg):
@@ -65,7 +74,8 @@ def test_ddp_test_metrics_equal_one_process_metrics(tmp_path):
     one-process figures on the same checkpoint and test questions (80 questions: 40 per rank, no padding)."""
     common = ["task=vqa", "trainer=cpu", "logger=csv", "data.num_workers=0", "trainer.precision=32-true",
               "trainer.enable_progress_bar=false", *SMALL, "data.num_images.test=8", "data.eval_batch_size=8"]
-    keys = ("test/acc", "test/acc_non_relational", "test/acc_relational", "test/attention_correctness_hop1",
+    keys = ("test/acc", "test/acc_non_relational", "test/acc_relational", "test/acc_shape", "test/acc_count",
+            "test/attention_correctness_hop1",
             "test/attention_correctness_hop2", "test/attention_correctness_uniform")
     metrics = metrics_one_process_and_ddp(common, keys, tmp_path, ("trainer.limit_train_batches=3",))
     assert 0 < metrics["single"]["test/attention_correctness_uniform"] < 1

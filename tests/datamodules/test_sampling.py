@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset, DistributedSampler
 
-from datamodules.sampling import EpochSeededSampler, make_dataloader, split_index
+from datamodules.sampling import CurriculumSampler, EpochSeededSampler, make_dataloader, split_index
 
 
 class IndexDataset(Dataset):
@@ -170,3 +170,34 @@ def test_num_workers_auto_is_zero_on_cpu_and_several_per_gpu(monkeypatch):
     assert resolve_num_workers("auto", gpu) == 3
     with pytest.raises(ValueError, match="num_workers"):
         resolve_num_workers(-1)
+
+
+def test_curriculum_starts_the_first_epoch_with_the_subset_then_samples_as_usual():
+    ds, subset = IndexDataset(40), [3, 7, 11]
+    plain = EpochSeededSampler(ds, num_replicas=2, rank=1, shuffle=True, seed=4)
+    curriculum = CurriculumSampler(ds, subset, 7, num_replicas=2, rank=1, seed=4)
+    first = list(curriculum)
+    assert len(first) == len(curriculum) == len(list(plain)) == 20              # the epoch keeps its length
+    assert set(first[:4]) <= set(subset)                                        # ceil(7 / 2) = 4 draws on this rank
+    assert sorted(first[:3]) == subset                                          # each subset item once per round
+    assert first[4:] == list(plain)[4:]                                         # then the plain shuffled order
+    assert first == list(CurriculumSampler(ds, subset, 7, num_replicas=2, rank=1, seed=4))   # deterministic
+    for sampler in (curriculum, plain):
+        sampler.set_epoch(1)
+    assert list(curriculum) == list(plain)                                      # later epochs: no curriculum
+
+
+def test_curriculum_count_is_over_all_ranks_and_bad_arguments_are_named():
+    ds, subset = IndexDataset(40), list(range(0, 40, 2))
+    draws = [list(CurriculumSampler(ds, subset, 10, num_replicas=2, rank=r, seed=0))[:5] for r in (0, 1)]
+    assert all(i % 2 == 0 for shard in draws for i in shard)
+    assert draws[0] != draws[1]                                                 # ranks draw differently
+    loader = make_dataloader(ds, batch_size=5, shuffle=True, seed=0, num_workers=0, curriculum=(subset, 10))
+    assert isinstance(loader.sampler, CurriculumSampler)
+    assert all(int(i) % 2 == 0 for batch in list(loader)[:2] for i in batch[:, 1])
+    evaluation = make_dataloader(ds, batch_size=5, shuffle=False, seed=0, num_workers=0, curriculum=(subset, 10))
+    assert not isinstance(evaluation.sampler, CurriculumSampler)                # evaluation never has one
+    with pytest.raises(ValueError, match="no sample of the curriculum"):
+        CurriculumSampler(ds, [], 5)
+    with pytest.raises(ValueError, match=">= 0"):
+        CurriculumSampler(ds, subset, -1)

@@ -1,0 +1,41 @@
+"""The Sort-of-CLEVR curriculum option: which questions come first, and clear errors for bad settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from datamodules.sampling import CurriculumSampler
+from datamodules.vqa import VQADataModule
+
+
+def datamodule(**kwargs) -> VQADataModule:
+    data = VQADataModule(num_images={"train": 20, "val": 4, "test": 4}, batch_size=16, num_workers=0, seed=2,
+                         **kwargs)
+    data.setup("fit")
+    return data
+
+
+def test_the_first_training_questions_are_of_the_curriculum_types_only():
+    data = datamodule(curriculum_types=["shape", "count"], curriculum_questions=40)
+    loader = data.train_dataloader()
+    questions = data.datasets["train"].questions
+    order = list(loader.sampler)
+    assert isinstance(loader.sampler, CurriculumSampler)
+    assert {questions[i].type for i in order[:40]} == {"shape", "count"}
+    assert {questions[i].type for i in order[40:]} > {"shape", "count"}          # then every type
+    batch = next(iter(loader))
+    assert batch["question_text"] == [questions[i].text for i in order[:16]]
+    assert not isinstance(data.val_dataloader().sampler, CurriculumSampler)
+    assert not isinstance(datamodule().train_dataloader().sampler, CurriculumSampler)   # off by default
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"curriculum_types": ["colour"], "curriculum_questions": 10}, r"unknown question type.*'colour'.*'shape'"),
+    ({"curriculum_types": [], "curriculum_questions": 10}, "needs data.curriculum_types"),
+    ({"curriculum_types": ["shape"], "curriculum_questions": -5}, "count >= 0"),
+    ({"source": "vqa2", "root": "/nowhere", "curriculum_types": ["shape"], "curriculum_questions": 10},
+     "Sort-of-CLEVR"),
+])
+def test_bad_curriculum_settings_are_named(options, message):
+    with pytest.raises(ValueError, match=message):
+        VQADataModule(**options)
