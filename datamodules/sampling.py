@@ -75,13 +75,13 @@ class EpochSeededSampler(DistributedSampler):
 
 
 class CurriculumSampler(EpochSeededSampler):
-    """:class:`EpochSeededSampler` whose first epoch starts with ``first_count`` draws from ``first_indices`` only.
+    """:class:`EpochSeededSampler` whose training starts with ``first_count`` draws from ``first_indices`` only.
 
     A curriculum: the first ``first_count`` training samples (over all ranks together, so the same whatever the
-    number of processes) come from a subset (e.g. the easy question types), shuffled and repeated as needed;
-    the rest of epoch 0 and every later epoch are the plain shuffled dataset. The epoch keeps its length (the
-    curriculum takes the place of the first positions), so progress bars and schedules are unchanged.
-    Deterministic by ``seed`` and rank.
+    number of processes) come from a subset (e.g. the easy question types), shuffled and repeated as needed,
+    spanning as many epochs as they fill; after them, the plain shuffled dataset. Each epoch keeps its length
+    (the curriculum takes the place of its first positions), so progress bars and schedules are unchanged.
+    Deterministic by ``seed``, epoch and rank.
     """
 
     def __init__(self, dataset: Dataset, first_indices: Sequence[int], first_count: int, num_replicas: int = 1,
@@ -96,13 +96,15 @@ class CurriculumSampler(EpochSeededSampler):
 
     def __iter__(self) -> Iterator[int]:
         indices = list(super().__iter__())
-        if self.epoch > 0 or not self.first_count:
+        mine = -(-self.first_count // self.num_replicas)                                    # this rank's share
+        here = min(max(mine - self.epoch * len(indices), 0), len(indices))                  # ... in this epoch
+        if not here:
             return iter(indices)
-        mine = min(-(-self.first_count // self.num_replicas), len(indices))                  # this rank's share
-        generator = torch.Generator().manual_seed(self.seed + 7919 * (self.rank + 1))
-        rounds = -(-mine // len(self.first_indices))
+        generator = torch.Generator().manual_seed(self.seed + 7919 * (self.rank + 1) + 104729 * self.epoch)
+        rounds = -(-here // len(self.first_indices))
         order = torch.cat([torch.randperm(len(self.first_indices), generator=generator) for _ in range(rounds)])
-        return iter(self.first_indices[order[:mine]].tolist() + indices[mine:])
+        offset = self.epoch * len(self.dataset)  # type: ignore[arg-type]  # the epoch, as EpochSeededSampler encodes it
+        return iter([offset + int(i) for i in self.first_indices[order[:here]]] + indices[here:])
 
 
 def resolve_num_workers(num_workers: int | str, trainer: Any = None) -> int:

@@ -123,8 +123,9 @@ class VQADataModule(AdoptsVocabulary, SplitLoaders, pl.LightningDataModule):
             (test defaults to val2014: the official test answers are not public), answer classes, and whether a
             question whose image is missing is skipped and counted (else an error naming it).
         curriculum_types, curriculum_questions: Sort-of-CLEVR: the first ``curriculum_questions`` training
-            questions (over all processes) are drawn from these question types only (e.g. [shape]: learn where
-            the named colour is before the position and relational questions join); then every type, as usual.
+            questions (over all processes; more than an epoch's worth continue into the next epochs) are drawn
+            from these question types only (e.g. [shape]: learn where the named colour is before the position and
+            relational questions join); then every type, as usual.
         batch_size, eval_batch_size, num_workers, seed: loading.
     """
 

@@ -201,3 +201,18 @@ def test_curriculum_count_is_over_all_ranks_and_bad_arguments_are_named():
         CurriculumSampler(ds, [], 5)
     with pytest.raises(ValueError, match=">= 0"):
         CurriculumSampler(ds, subset, -1)
+
+
+def test_a_curriculum_longer_than_an_epoch_continues_into_the_next():
+    ds, subset = IndexDataset(10), [2, 4]
+    curriculum = CurriculumSampler(ds, subset, 15, seed=1)
+    plain = EpochSeededSampler(ds, shuffle=True, seed=1)
+    epochs = []
+    for epoch in range(3):
+        curriculum.set_epoch(epoch)
+        plain.set_epoch(epoch)
+        epochs.append((list(curriculum), list(plain)))
+    assert {i for i in epochs[0][0]} == {2, 4} and len(epochs[0][0]) == 10         # all of epoch 0
+    assert {i for i in epochs[1][0][:5]} == {12, 14}                                 # 5 more, epoch-encoded
+    assert epochs[1][0][5:] == epochs[1][1][5:]
+    assert epochs[2][0] == epochs[2][1]                                             # then plain
