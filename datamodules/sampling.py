@@ -104,7 +104,7 @@ class CurriculumSampler(EpochSeededSampler):
         rounds = -(-here // len(self.first_indices))
         order = torch.cat([torch.randperm(len(self.first_indices), generator=generator) for _ in range(rounds)])
         offset = self.epoch * len(self.dataset)  # type: ignore[arg-type]  # the epoch, as EpochSeededSampler encodes it
-        return iter([offset + int(i) for i in self.first_indices[order[:here]]] + indices[here:])
+        return iter((self.first_indices[order[:here]] + offset).tolist() + indices[here:])
 
 
 def resolve_num_workers(num_workers: int | str, trainer: Any = None) -> int:

@@ -223,10 +223,10 @@ class VQADataModule(AdoptsVocabulary, SplitLoaders, pl.LightningDataModule):
 
 def _check_curriculum(source: str, types: list[str], questions: int) -> None:
     """Clear errors for the curriculum options (see VQADataModule)."""
-    valid = [t for kind in TYPES.values() for t in kind]
-    unknown = [t for t in types if t not in valid]
+    unknown = [t for t in types if t not in QUESTION_TYPES]
     if unknown:
-        raise ValueError(f"data.curriculum_types: unknown question type(s) {unknown}; valid choices: {valid}")
+        raise ValueError(f"data.curriculum_types: unknown question type(s) {unknown}; valid choices: "
+                         f"{list(QUESTION_TYPES)}")
     if not isinstance(questions, int) or questions < 0:
         raise ValueError(f"data.curriculum_questions must be a count >= 0, got {questions!r}")
     if questions and not types:

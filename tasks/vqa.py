@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from datamodules.vocabulary import Vocabulary
-from datamodules.vqa import QUESTION_TYPES
+from datamodules.vqa import KIND_IDS, QUESTION_TYPES
 from modules.encoders import IMAGENET_MEAN, IMAGENET_STD, TextEncoder, image_encoder_from_options, measure_grid
 from modules.stacked_attention import StackedAttention
 from tasks.attention_correctness import box_cell_cover
@@ -34,7 +34,7 @@ from tasks.vqa_accuracy import VQAAccuracy
 from tasks.vqa_figures import hop_attention_figure
 
 SPLITS = ("train", "val", "test")
-KINDS = ("non_relational", "relational")
+KINDS = tuple(KIND_IDS)                      # non_relational, relational (the batch's "kind" ids)
 
 
 def grid_coordinates(grid: tuple[int, int]) -> Tensor:
