@@ -20,9 +20,10 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-__all__ = ["CurriculumSampler", "EpochSeededSampler", "SplitLoaders", "make_dataloader", "split_index"]
+__all__ = ["CurriculumSampler", "EpochSeededSampler", "SplitLoaders", "Stage", "make_dataloader", "split_index"]
 
 
 def split_index(idx: int, n: int) -> tuple[int, int]:
@@ -74,37 +75,55 @@ class EpochSeededSampler(DistributedSampler):
         return (offset + i for i in super().__iter__())
 
 
-class CurriculumSampler(EpochSeededSampler):
-    """:class:`EpochSeededSampler` whose training starts with ``first_count`` draws from ``first_indices`` only.
+Stage = tuple[Sequence[int], int]   # (the indices a curriculum stage draws from, how many samples it lasts)
 
-    A curriculum: the first ``first_count`` training samples (over all ranks together, so the same whatever the
-    number of processes) come from a subset (e.g. the easy question types), shuffled and repeated as needed,
-    spanning as many epochs as they fill; after them, the plain shuffled dataset. Each epoch keeps its length
-    (the curriculum takes the place of its first positions), so progress bars and schedules are unchanged.
-    Deterministic by ``seed``, epoch and rank.
+
+class CurriculumSampler(EpochSeededSampler):
+    """:class:`EpochSeededSampler` whose training starts with one or more stages, each drawing from a subset only.
+
+    A curriculum: ``stages`` is a list of ``(indices, count)``; the first ``count`` training samples (over all
+    ranks together, so the same whatever the number of processes) come from the first stage's subset (e.g. the
+    easy question types), shuffled and repeated as needed, the next stage's ``count`` from its subset, and so
+    on, spanning as many epochs as they fill; after them, the plain shuffled dataset. Each epoch keeps its
+    length (the stages take the place of its first positions), so progress bars and schedules are unchanged.
+    Deterministic by ``seed``, epoch, stage and rank.
     """
 
-    def __init__(self, dataset: Dataset, first_indices: Sequence[int], first_count: int, num_replicas: int = 1,
-                 rank: int = 0, seed: int = 0, drop_last: bool = False) -> None:
+    def __init__(self, dataset: Dataset, stages: Sequence[Stage], num_replicas: int = 1, rank: int = 0,
+                 seed: int = 0, drop_last: bool = False) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=drop_last)
-        if first_count < 0:
-            raise ValueError(f"curriculum: the number of first samples must be >= 0, got {first_count}")
-        if first_count and not len(first_indices):
-            raise ValueError("curriculum: no sample of the curriculum's subset in this dataset")
-        self.first_indices = torch.as_tensor(list(first_indices), dtype=torch.long)          # [S]
-        self.first_count = first_count
+        self.stages: list[tuple[Tensor, int]] = []
+        for number, (indices, count) in enumerate(stages, start=1):
+            if not isinstance(count, int) or count < 0:
+                raise ValueError(f"curriculum stage {number}: the number of samples must be a count >= 0, "
+                                 f"got {count!r}")
+            if count and not len(indices):
+                raise ValueError(f"curriculum stage {number}: no sample of the stage's subset in this dataset")
+            self.stages.append((torch.as_tensor(list(indices), dtype=torch.long), count))   # [S], count
 
     def __iter__(self) -> Iterator[int]:
         indices = list(super().__iter__())
-        mine = -(-self.first_count // self.num_replicas)                                    # this rank's share
-        here = min(max(mine - self.epoch * len(indices), 0), len(indices))                  # ... in this epoch
-        if not here:
-            return iter(indices)
-        generator = torch.Generator().manual_seed(self.seed + 7919 * (self.rank + 1) + 104729 * self.epoch)
-        rounds = -(-here // len(self.first_indices))
-        order = torch.cat([torch.randperm(len(self.first_indices), generator=generator) for _ in range(rounds)])
+        length = len(indices)
+        epoch_start = self.epoch * length                          # this epoch's first position on this rank
         offset = self.epoch * len(self.dataset)  # type: ignore[arg-type]  # the epoch, as EpochSeededSampler encodes it
-        return iter((self.first_indices[order[:here]] + offset).tolist() + indices[here:])
+        drawn: list[Tensor] = []
+        stage_start = 0                                            # the stage's first position on this rank
+        for number, (subset, count) in enumerate(self.stages):
+            share = -(-count // self.num_replicas)                 # this rank's share of the stage
+            first, last = max(stage_start, epoch_start), min(stage_start + share, epoch_start + length)
+            stage_start += share
+            if last <= first:
+                continue
+            here = last - first
+            generator = torch.Generator().manual_seed(
+                self.seed + 7919 * (self.rank + 1) + 104729 * self.epoch + 1299709 * number)
+            rounds = -(-here // len(subset))
+            order = torch.cat([torch.randperm(len(subset), generator=generator) for _ in range(rounds)])
+            drawn.append(subset[order[:here]] + offset)
+        if not drawn:
+            return iter(indices)
+        prefix = torch.cat(drawn)                                  # [P] this epoch's curriculum positions
+        return iter(prefix.tolist() + indices[len(prefix):])
 
 
 def resolve_num_workers(num_workers: int | str, trainer: Any = None) -> int:
@@ -135,7 +154,7 @@ def make_dataloader(
     trainer: Any = None,
     drop_last: bool = False,
     collate_fn: Callable | None = None,
-    curriculum: tuple[Sequence[int], int] | None = None,
+    curriculum: Sequence[Stage] | None = None,
 ) -> DataLoader:
     """Build a DataLoader over ``dataset`` with an :class:`EpochSeededSampler`.
 
@@ -150,14 +169,14 @@ def make_dataloader(
             ``global_rank`` shard the data. ``None`` -> one process, rank 0.
         drop_last: drop the incomplete last batch (and the uneven tail across ranks).
         collate_fn: optional DataLoader collate function.
-        curriculum: (indices, count) for training: the first ``count`` samples come from ``indices`` only
-            (:class:`CurriculumSampler`); None: no curriculum.
+        curriculum: stages [(indices, count), ...] for training: the first ``count`` samples come from the first
+            stage's ``indices`` only, then the next stage's (:class:`CurriculumSampler`); None: no curriculum.
     """
     num_workers = resolve_num_workers(num_workers, trainer)
     world_size = int(getattr(trainer, "world_size", 1)) if trainer is not None else 1
     rank = int(getattr(trainer, "global_rank", 0)) if trainer is not None else 0
     if curriculum is not None and shuffle:
-        sampler: EpochSeededSampler = CurriculumSampler(dataset, *curriculum, num_replicas=world_size, rank=rank,
+        sampler: EpochSeededSampler = CurriculumSampler(dataset, curriculum, num_replicas=world_size, rank=rank,
                                                         seed=seed, drop_last=drop_last)
     else:
         sampler = EpochSeededSampler(

@@ -125,7 +125,8 @@ class VQADataModule(AdoptsVocabulary, SplitLoaders, pl.LightningDataModule):
         curriculum_types, curriculum_questions: Sort-of-CLEVR: the first ``curriculum_questions`` training
             questions (over all processes; more than an epoch's worth continue into the next epochs) are drawn
             from these question types only (e.g. [shape]: learn where the named colour is before the position and
-            relational questions join); then every type, as usual.
+            relational questions join); then every type, as usual. Stages: a list of type lists and a list of
+            counts, one per stage (e.g. [[shape], [shape, horizontal, vertical]] and [48000, 48000]).
         batch_size, eval_batch_size, num_workers, seed: loading.
     """
 
@@ -134,13 +135,14 @@ class VQADataModule(AdoptsVocabulary, SplitLoaders, pl.LightningDataModule):
     def __init__(self, source: str = "sort_of_clevr", num_images: dict[str, int] | None = None,
                  questions_per_image: int = 10, image_size: int = 75, root: str | None = None,
                  splits: dict[str, str] | None = None, top_k: int = 3000, skip_missing_images: bool = False,
-                 curriculum_types: Sequence[str] = (), curriculum_questions: int = 0,
+                 curriculum_types: Sequence[str] | Sequence[Sequence[str]] = (),
+                 curriculum_questions: int | Sequence[int] = 0,
                  batch_size: int = 64, eval_batch_size: int | None = None, num_workers: int | str = "auto",
                  seed: int = 0) -> None:
         super().__init__()
         if source not in SOURCES:
             raise ValueError(f"data.source={source!r} is not a known VQA source; choose one of {list(SOURCES)}")
-        _check_curriculum(source, list(curriculum_types or ()), curriculum_questions)
+        self.curriculum = curriculum_stages(source, curriculum_types, curriculum_questions)
         if source == "vqa2" and not root:
             raise ValueError("data.source=vqa2 needs data.root: the folder with the VQA v2 JSON files and images")
         self.save_hyperparameters()
@@ -208,12 +210,14 @@ class VQADataModule(AdoptsVocabulary, SplitLoaders, pl.LightningDataModule):
         hp = self.hparams
         batch_size = hp.batch_size if shuffle else (hp.eval_batch_size or hp.batch_size)
         curriculum = None
-        if split == "train" and hp.curriculum_questions:
-            types = set(hp.curriculum_types)
-            first = [i for i, q in enumerate(self._dataset(split).questions) if q.type in types]
-            curriculum = (first, hp.curriculum_questions)
-            log.info("curriculum: the first %d training questions from %s only (%d such questions)",
-                     hp.curriculum_questions, ", ".join(sorted(types)), len(first))
+        if split == "train" and self.curriculum:
+            questions = self._dataset(split).questions
+            curriculum = []
+            for number, (types, count) in enumerate(self.curriculum, start=1):
+                subset = [i for i, q in enumerate(questions) if q.type in types]
+                curriculum.append((subset, count))
+                log.info("curriculum stage %d: %d training questions from %s only (%d such questions)",
+                         number, count, ", ".join(sorted(types)), len(subset))
         return make_dataloader(self._dataset(split), batch_size=batch_size, shuffle=shuffle, seed=hp.seed,
                                num_workers=hp.num_workers, trainer=self.trainer,
                                collate_fn=VQACollate(self.question_vocabulary,
@@ -221,16 +225,31 @@ class VQADataModule(AdoptsVocabulary, SplitLoaders, pl.LightningDataModule):
                                curriculum=curriculum)
 
 
-def _check_curriculum(source: str, types: list[str], questions: int) -> None:
-    """Clear errors for the curriculum options (see VQADataModule)."""
-    unknown = [t for t in types if t not in QUESTION_TYPES]
+def curriculum_stages(source: str, types: Sequence[str] | Sequence[Sequence[str]],
+                      questions: int | Sequence[int]) -> list[tuple[set[str], int]]:
+    """The curriculum options (see VQADataModule) -> [(question types, questions), ...] one per stage with
+    questions > 0 (empty: no curriculum); clear errors for bad settings."""
+    types = list(types or ())
+    flat = [isinstance(t, str) for t in types]
+    if any(flat) and not all(flat):
+        raise ValueError(f"data.curriculum_types={types!r}: give a list of types (one stage) or a list of lists "
+                         "(one per stage), not a mix")
+    stages = [types] if all(flat) else [list(stage or ()) for stage in types]
+    counts = [questions] if isinstance(questions, int) else list(questions or ())
+    unknown = [t for stage in stages for t in stage if t not in QUESTION_TYPES]
     if unknown:
         raise ValueError(f"data.curriculum_types: unknown question type(s) {unknown}; valid choices: "
                          f"{list(QUESTION_TYPES)}")
-    if not isinstance(questions, int) or questions < 0:
-        raise ValueError(f"data.curriculum_questions must be a count >= 0, got {questions!r}")
-    if questions and not types:
+    if not all(isinstance(count, int) and count >= 0 for count in counts):
+        raise ValueError(f"data.curriculum_questions must be a count >= 0 (or one per stage), got {questions!r}")
+    if not any(counts):
+        return []
+    if len(counts) != len(stages):
+        raise ValueError(f"data.curriculum_questions has {len(counts)} count(s) but data.curriculum_types has "
+                         f"{len(stages)} stage(s): give one count per stage")
+    if any(count and not stage for stage, count in zip(stages, counts, strict=True)):
         raise ValueError("data.curriculum_questions > 0 needs data.curriculum_types (which questions come first)")
-    if questions and source != "sort_of_clevr":
+    if source != "sort_of_clevr":
         raise ValueError("a curriculum needs the question types of the generated Sort-of-CLEVR data "
                          f"(data.source=sort_of_clevr); data.source={source} has none: set data.curriculum_questions=0")
+    return [(set(stage), count) for stage, count in zip(stages, counts, strict=True) if count]

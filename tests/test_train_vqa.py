@@ -48,8 +48,8 @@ def test_attention_supervision_trains_through_train_py_and_is_refused_on_vqa_v2(
 
 
 def test_curriculum_options_run_through_train_py(make_cfg):
-    metrics = run(make_cfg("task=vqa", "model.hops=1", "data.curriculum_types=[shape,horizontal]",
-                           "data.curriculum_questions=32", "trainer.max_epochs=1", "trainer.limit_val_batches=1",
+    metrics = run(make_cfg("task=vqa", "model.hops=1", "data.curriculum_types=[[shape],[shape,horizontal]]",
+                           "data.curriculum_questions=[16,16]", "trainer.max_epochs=1", "trainer.limit_val_batches=1",
                            *SMALL))
     assert "test/acc" in metrics and metrics["train/loss_epoch"] > 0
 

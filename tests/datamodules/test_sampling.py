@@ -175,13 +175,13 @@ def test_num_workers_auto_is_zero_on_cpu_and_several_per_gpu(monkeypatch):
 def test_curriculum_starts_the_first_epoch_with_the_subset_then_samples_as_usual():
     ds, subset = IndexDataset(40), [3, 7, 11]
     plain = EpochSeededSampler(ds, num_replicas=2, rank=1, shuffle=True, seed=4)
-    curriculum = CurriculumSampler(ds, subset, 7, num_replicas=2, rank=1, seed=4)
+    curriculum = CurriculumSampler(ds, [(subset, 7)], num_replicas=2, rank=1, seed=4)
     first = list(curriculum)
     assert len(first) == len(curriculum) == len(list(plain)) == 20              # the epoch keeps its length
     assert set(first[:4]) <= set(subset)                                        # ceil(7 / 2) = 4 draws on this rank
     assert sorted(first[:3]) == subset                                          # each subset item once per round
     assert first[4:] == list(plain)[4:]                                         # then the plain shuffled order
-    assert first == list(CurriculumSampler(ds, subset, 7, num_replicas=2, rank=1, seed=4))   # deterministic
+    assert first == list(CurriculumSampler(ds, [(subset, 7)], num_replicas=2, rank=1, seed=4))   # deterministic
     for sampler in (curriculum, plain):
         sampler.set_epoch(1)
     assert list(curriculum) == list(plain)                                      # later epochs: no curriculum
@@ -189,30 +189,45 @@ def test_curriculum_starts_the_first_epoch_with_the_subset_then_samples_as_usual
 
 def test_curriculum_count_is_over_all_ranks_and_bad_arguments_are_named():
     ds, subset = IndexDataset(40), list(range(0, 40, 2))
-    draws = [list(CurriculumSampler(ds, subset, 10, num_replicas=2, rank=r, seed=0))[:5] for r in (0, 1)]
+    draws = [list(CurriculumSampler(ds, [(subset, 10)], num_replicas=2, rank=r, seed=0))[:5] for r in (0, 1)]
     assert all(i % 2 == 0 for shard in draws for i in shard)
     assert draws[0] != draws[1]                                                 # ranks draw differently
-    loader = make_dataloader(ds, batch_size=5, shuffle=True, seed=0, num_workers=0, curriculum=(subset, 10))
+    loader = make_dataloader(ds, batch_size=5, shuffle=True, seed=0, num_workers=0, curriculum=[(subset, 10)])
     assert isinstance(loader.sampler, CurriculumSampler)
     assert all(int(i) % 2 == 0 for batch in list(loader)[:2] for i in batch[:, 1])
-    evaluation = make_dataloader(ds, batch_size=5, shuffle=False, seed=0, num_workers=0, curriculum=(subset, 10))
+    evaluation = make_dataloader(ds, batch_size=5, shuffle=False, seed=0, num_workers=0, curriculum=[(subset, 10)])
     assert not isinstance(evaluation.sampler, CurriculumSampler)                # evaluation never has one
-    with pytest.raises(ValueError, match="no sample of the curriculum"):
-        CurriculumSampler(ds, [], 5)
-    with pytest.raises(ValueError, match=">= 0"):
-        CurriculumSampler(ds, subset, -1)
+    with pytest.raises(ValueError, match="stage 2: no sample of the stage's subset"):
+        CurriculumSampler(ds, [(subset, 5), ([], 5)])
+    with pytest.raises(ValueError, match="stage 1: .* count >= 0"):
+        CurriculumSampler(ds, [(subset, -1)])
 
 
-def test_a_curriculum_longer_than_an_epoch_continues_into_the_next():
-    ds, subset = IndexDataset(10), [2, 4]
-    curriculum = CurriculumSampler(ds, subset, 15, seed=1)
-    plain = EpochSeededSampler(ds, shuffle=True, seed=1)
+def three_epochs(curriculum: CurriculumSampler, plain: EpochSeededSampler) -> list[tuple[list[int], list[int]]]:
+    """[(curriculum's indices, plain's indices)] for epochs 0, 1, 2."""
     epochs = []
     for epoch in range(3):
         curriculum.set_epoch(epoch)
         plain.set_epoch(epoch)
         epochs.append((list(curriculum), list(plain)))
+    return epochs
+
+
+def test_a_curriculum_longer_than_an_epoch_continues_into_the_next():
+    ds, subset = IndexDataset(10), [2, 4]
+    epochs = three_epochs(CurriculumSampler(ds, [(subset, 15)], seed=1), EpochSeededSampler(ds, shuffle=True, seed=1))
     assert {i for i in epochs[0][0]} == {2, 4} and len(epochs[0][0]) == 10         # all of epoch 0
     assert {i for i in epochs[1][0][:5]} == {12, 14}                                 # 5 more, epoch-encoded
     assert epochs[1][0][5:] == epochs[1][1][5:]
     assert epochs[2][0] == epochs[2][1]                                             # then plain
+
+
+def test_curriculum_stages_follow_each_other_across_epochs():
+    ds, easy, middle = IndexDataset(10), [2, 4], [1, 3, 5]
+    curriculum = CurriculumSampler(ds, [(easy, 6), (middle, 8), ([9], 0)], seed=3)   # an empty stage is skipped
+    epochs = three_epochs(curriculum, EpochSeededSampler(ds, shuffle=True, seed=3))
+    assert set(epochs[0][0][:6]) == set(easy) and set(epochs[0][0][6:]) == set(middle)   # 6 easy, 4 middle
+    assert {i - 10 for i in epochs[1][0][:4]} == set(middle)                             # 4 more middle in epoch 1
+    assert epochs[1][0][4:] == epochs[1][1][4:] and epochs[2][0] == epochs[2][1]         # then plain
+    one_stage = CurriculumSampler(ds, [(easy, 6)], seed=3)
+    assert list(one_stage)[:6] == epochs[0][0][:6]                       # a first stage draws as it does alone
