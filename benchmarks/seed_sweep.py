@@ -27,6 +27,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -140,8 +142,9 @@ def main(argv: list[str] | None = None) -> None:
     # seed-major order, so an interrupted sweep has every configuration on the first seeds
     jobs = [Job(name, seed, [*overrides, *args.overrides], runs_dir / f"{name}_seed{seed}")
             for seed in args.seeds for name, overrides in configs]
-    title = (f"Seed sweep, {training_runs.machine()}, trainer={args.trainer}, {args.parallel} run(s) at a time. "
-             f"Task {args.task}; every run also: `{shlex.join(args.overrides) or '(nothing)'}`.")
+    device = f" ({torch.cuda.get_device_name()})" if torch.cuda.is_available() and args.trainer != "cpu" else ""
+    title = (f"Seed sweep, {training_runs.machine()}, trainer={args.trainer}{device}, {args.parallel} run(s) at a "
+             f"time. Task {args.task}; every run also: `{shlex.join(args.overrides) or '(nothing)'}`.")
     sweep_start, waiting, running = time.perf_counter(), list(jobs), []
     while waiting or running:
         while waiting and len(running) < args.parallel and time.perf_counter() - sweep_start < args.time_limit:
