@@ -1,5 +1,5 @@
 """Why SAN does not learn Sort-of-CLEVR yet: train on a subset of question types and watch each type's accuracy
-and where the attention goes.
+and where the attention goes (every hop's mass on the named object).
 
     python benchmarks/vqa_question_types.py                              # "shape" alone, then shape + position
     python benchmarks/vqa_question_types.py --types shape,horizontal --steps 3000 --score multiplicative
@@ -34,8 +34,9 @@ from tasks.attention_correctness import box_cell_cover  # noqa: E402
 from tasks.vqa import StackedAttentionVQA  # noqa: E402
 
 
-def evaluate(model: StackedAttentionVQA, dataset, indices: list[int], collate) -> tuple[dict[str, float], float, float]:
-    """(accuracy per question type, attention mass of the last hop on the named object, a uniform map's)."""
+def evaluate(model: StackedAttentionVQA, dataset, indices: list[int], collate) -> tuple[dict[str, float], list[float],
+                                                                                        float]:
+    """(accuracy per question type, attention mass of each hop on the named object, a uniform map's)."""
     model.eval()
     correct, total, mass, uniform = Counter(), Counter(), [], []
     with torch.no_grad():
@@ -49,10 +50,10 @@ def evaluate(model: StackedAttentionVQA, dataset, indices: list[int], collate) -
                 total[kind] += 1
                 correct[kind] += ok
             cover = box_cell_cover(batch["about_boxes"][:, :1], model.grid)[:, 0].clamp(max=1)   # [B, N] named object
-            mass.append((maps[-1] * cover).sum(-1))
+            mass.append(torch.stack([(hop * cover).sum(-1) for hop in maps], dim=1))   # [B, hops]
             uniform.append(cover.mean(-1))
     model.train()
-    return ({kind: correct[kind] / total[kind] for kind in sorted(total)}, float(torch.cat(mass).mean()),
+    return ({kind: correct[kind] / total[kind] for kind in sorted(total)}, torch.cat(mass).mean(0).tolist(),
             float(torch.cat(uniform).mean()))
 
 
@@ -98,7 +99,8 @@ def train_types(types: set[str], args: argparse.Namespace, datamodule: VQADataMo
         if step % args.every == 0:
             accuracy, mass, uniform = evaluate(model, val, val_ids, collate)
             per_type = ", ".join(f"{kind} {100 * value:.0f}" for kind, value in accuracy.items())
-            rows.append(f"| {'+'.join(sorted(types))} | {step} | {per_type} | {mass:.3f} ({uniform:.3f}) | "
+            masses = ", ".join(f"{hop:.3f}" for hop in mass)
+            rows.append(f"| {'+'.join(sorted(types))} | {step} | {per_type} | {masses} ({uniform:.3f}) | "
                         f"{time.perf_counter() - start:.0f} |")
             print(rows[-1], flush=True)
     return rows
@@ -127,7 +129,7 @@ def main() -> None:
     datamodule = VQADataModule(num_images={"train": 5000, "val": 300, "test": 10}, batch_size=args.batch_size,
                                num_workers=0, seed=42)
     datamodule.setup("fit")
-    lines = ["| question types | step | val accuracy % per type | attention on the named object (uniform) | "
+    lines = ["| question types | step | val accuracy % per type | attention on the named object, per hop (uniform) | "
              "seconds |", "|---|---|---|---|---|"]
     for types in args.types:
         lines += train_types(set(types.split(",")), args, datamodule)
