@@ -52,7 +52,7 @@ class StackedAttentionVQA(pl.LightningModule):
                  channels: tuple[int, ...] = (32, 64, 128), strided: bool = True, resnet_arch: str = "resnet152",
                  pretrained: bool = False, trainable: str = "none", grid_size: int = 14, dim: int = 256,
                  attention_dim: int = 128, embed_dim: int = 64, coordinates: bool = False,
-                 question_norm: bool = False, score: str = "additive", classifier_hidden: int = 0,
+                 question_norm: bool = False, score: str = "additive", readout: str = "sum", classifier_hidden: int = 0,
                  attention_supervision: float = 0.0, dropout: float = 0.2,
                  lr: float = 2e-3,
                  weight_decay: float = 1e-4, warmup_fraction: float = 0.05, num_figure_samples: int = 6) -> None:
@@ -73,6 +73,8 @@ class StackedAttentionVQA(pl.LightningModule):
             question_norm: LayerNorm on the question vector (the LSTM's final state starts about 10x smaller
                 than the image positions, so the question barely moves the attention early in training).
             score: each hop's attention score, "additive" (the paper's) or "multiplicative".
+            readout: what the answer classifier reads: "sum" (the paper's u_k) or "concat" (the question vector and
+                every hop's context side by side, so one hop's attended position is not blurred by another's).
             classifier_hidden: 0: the paper's answer classifier, one linear layer on u_k; > 0: a hidden layer of
                 this width (ReLU) before it, so the answer can depend on the question type and the attended
                 content jointly (u_k is their sum; a linear layer can only add their evidence).
@@ -108,9 +110,11 @@ class StackedAttentionVQA(pl.LightningModule):
         self.question_encoder = TextEncoder(question_vocab_size, embed_dim, dim, rnn="lstm", bidirectional=False,
                                             pad_id=Vocabulary.PAD_ID)
         self.question_norm = nn.LayerNorm(dim) if question_norm else nn.Identity()
-        self.attention = StackedAttention(dim, hops, attention_dim, score)
-        hidden = [nn.Linear(dim, classifier_hidden), nn.ReLU(inplace=True)] if classifier_hidden > 0 else []
-        self.classifier = nn.Sequential(nn.Dropout(dropout), *hidden, nn.Linear(classifier_hidden or dim, len(answers)))
+        self.attention = StackedAttention(dim, hops, attention_dim, score, readout)
+        readout_dim = self.attention.out_dim(dim)
+        hidden = [nn.Linear(readout_dim, classifier_hidden), nn.ReLU(inplace=True)] if classifier_hidden > 0 else []
+        self.classifier = nn.Sequential(nn.Dropout(dropout), *hidden,
+                                        nn.Linear(classifier_hidden or readout_dim, len(answers)))
         self.accuracy = nn.ModuleDict({f"{s}_{k}": MeanMetric() for s in SPLITS
                                        for k in ("all", *KINDS, *QUESTION_TYPES)})
         self.correctness = nn.ModuleDict({f"{s}_{h}": MeanMetric() for s in ("val", "test") for h in range(hops)})

@@ -24,6 +24,21 @@ def small_model(data: VQADataModule, **kwargs) -> StackedAttentionVQA:
                                image_size=data.image_size, **args)
 
 
+def test_concat_readout_keeps_the_question_and_each_hop_context_apart():
+    torch.manual_seed(0)
+    stacked = StackedAttention(dim=8, hops=2, attention_dim=4, readout="concat")
+    image, question = torch.randn(3, 5, 8), torch.randn(3, 8)
+    out, maps = stacked(image, question)
+    assert out.shape == (3, 24) == (3, stacked.out_dim(8)) and torch.equal(out[:, :8], question)
+    first_context = torch.einsum("bn,bnd->bd", maps[0], image)
+    torch.testing.assert_close(out[:, 8:16], first_context)
+    summed = StackedAttention(dim=8, hops=2, attention_dim=4)
+    summed.load_state_dict(stacked.state_dict())
+    torch.testing.assert_close(summed(image, question)[0], out[:, :8] + out[:, 8:16] + out[:, 16:])   # u_2
+    with pytest.raises(ValueError, match=r"model.readout='mean'.*'sum', 'concat'"):
+        StackedAttention(dim=8, hops=2, attention_dim=4, readout="mean")
+
+
 def test_each_hop_has_its_own_parameters():
     stacked = StackedAttention(dim=8, hops=3, attention_dim=4)
     ids = {id(p) for hop in stacked.hops for p in hop.parameters()}
@@ -34,7 +49,8 @@ def test_each_hop_has_its_own_parameters():
 
 @pytest.mark.parametrize(("hops", "options"), [(0, {}), (1, {}), (2, {}),
                                                 (2, {"score": "multiplicative", "question_norm": True}),
-                                                (2, {"classifier_hidden": 32})])
+                                                (2, {"classifier_hidden": 32}), (2, {"readout": "concat"}),
+                                                (0, {"readout": "concat"})])
 def test_maps_sum_to_one_per_hop_and_every_parameter_gets_a_gradient(data, hops, options):
     model = small_model(data, hops=hops, **options)
     batch = next(iter(data.train_dataloader()))
