@@ -17,7 +17,6 @@ after that many seconds.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import shlex
 import statistics
@@ -26,6 +25,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import torch
 
@@ -42,6 +42,7 @@ class Job:
     overrides: list[str]
     run_dir: Path
     process: subprocess.Popen | None = None
+    stderr: IO[str] | None = None
     started: float = 0.0
     wall_s: float = 0.0
     metrics: dict[str, float] = field(default_factory=dict)
@@ -56,16 +57,6 @@ def parse_config(text: str) -> tuple[str, list[str]]:
     return name, shlex.split(overrides)
 
 
-def last_values(metrics_csv: Path, keys: list[str]) -> dict[str, float]:
-    """The last logged value of each metric in a CSV logger's metrics.csv (missing ones left out)."""
-    found: dict[str, float] = {}
-    for row in csv.DictReader(open(metrics_csv)):
-        for key in keys:
-            if row.get(key):
-                found[key] = float(row[key])
-    return found
-
-
 def start(job: Job, task: str, trainer: str, threads: int) -> None:
     command = [sys.executable, str(ROOT / "train.py"), f"task={task}", f"trainer={trainer}", "logger=csv",
                "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", f"seed={job.seed}",
@@ -74,15 +65,19 @@ def start(job: Job, task: str, trainer: str, threads: int) -> None:
           flush=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
     job.run_dir.mkdir(parents=True, exist_ok=True)
-    job.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                   stderr=open(job.run_dir / "stderr.log", "w"))
+    job.stderr = open(job.run_dir / "stderr.log", "w")  # noqa: SIM115 (closed in finish)
+    job.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=job.stderr)
     job.started = time.perf_counter()
 
 
 def finish(job: Job, metrics: list[str]) -> None:
     job.wall_s = time.perf_counter() - job.started
+    if job.stderr is not None:
+        job.stderr.close()
     if job.process is not None and job.process.returncode == 0:
-        job.metrics = last_values(job.run_dir / "csv" / "metrics.csv", metrics)
+        run = training_runs.TrainingRun(job.run_dir, training_runs.read_metrics(job.run_dir), job.wall_s / 60,
+                                        float("nan"))
+        job.metrics = {key: run.last(key) for key in metrics if run.column(key)}
     else:
         tail = (job.run_dir / "stderr.log").read_text(errors="replace").strip().splitlines()[-1:]
         job.error = f"exit {job.process.returncode if job.process else '?'}: {' '.join(tail)[:200]}"

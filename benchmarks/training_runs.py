@@ -83,8 +83,13 @@ def run_training(task: str, name: str, overrides: list[str], runs_dir: Path, tra
     wall = time.perf_counter() - start
     if process.returncode != 0:
         raise SystemExit(f"{name} failed:\n{stderr[-3000:]}")
-    rows = list(csv.DictReader(open(run_dir / "csv" / "metrics.csv")))
-    return TrainingRun(run_dir, rows, wall / 60, peak_rss_gib(stderr))
+    return TrainingRun(run_dir, read_metrics(run_dir), wall / 60, peak_rss_gib(stderr))
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, str]]:
+    """The rows of the metrics.csv that train.py's CSV logger wrote in a run directory."""
+    with open(run_dir / "csv" / "metrics.csv", newline="") as file:
+        return list(csv.DictReader(file))
 
 
 def peak_rss_gib(stderr: str) -> float:

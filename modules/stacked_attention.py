@@ -55,8 +55,9 @@ class StackedAttention(nn.Module):
         every hop: k x [B, N])."""
         query = question                                                                  # [B, d]
         maps, contexts = [], []
-        if not len(self.hops):
+        if not len(self.hops):                                    # the baseline: the mean position is c_1
             contexts.append(image.mean(dim=1))                                            # [B, d]
+            query = contexts[0] + query
         for hop in self.hops:
             context, weights = hop(query, image)                                          # [B, d], [B, N]
             query = context + query
@@ -64,4 +65,4 @@ class StackedAttention(nn.Module):
             maps.append(weights)
         if self.readout == "concat":
             return torch.cat([question, *contexts], dim=-1), maps                        # [B, d * (k + 1)]
-        return (contexts[0] + query if not len(self.hops) else query), maps
+        return query, maps
