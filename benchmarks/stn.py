@@ -46,7 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--distortions", nargs="+", default=["rts", "cluttered"])
     parser.add_argument("--archs", nargs="+", default=["cnn", "st_cnn"])
-    parser.add_argument("--epochs", type=int, nargs=2, default=[150, 80], metavar=("RTS", "CLUTTERED"),
+    parser.add_argument("--epochs", type=int, nargs=2, default=[130, 80], metavar=("RTS", "CLUTTERED"),
                         help="epochs of every rts run and of every cluttered run (same for CNN and ST-CNN)")
     parser.add_argument("--throughput-epochs", type=int, default=2, help="epochs per precision (0: skip)")
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "benchmarks" / "runs" / "stn")

@@ -33,7 +33,7 @@ class STNClassifier(pl.LightningModule):
 
     def __init__(self, arch: str = "st_cnn", image_size: int = 42, num_classes: int = 10,
                  st_out_size: int | None = None, channels: tuple[int, ...] = (32, 64), hidden: int = 256,
-                 dropout: float = 0.2, batch_norm: bool = True, kernel_size: int = 5,
+                 dropout: float = 0.2, batch_norm: bool = True, kernel_size: int = 5, convs_per_stage: int = 1,
                  localisation: str = "regression", loc_batch_norm: bool | None = None,
                  loc_init_scale: float = 1.0, lr: float = 3e-3,
                  loc_lr_scale: float = 0.3, weight_decay: float = 1e-4, label_smoothing: float = 0.0,
@@ -45,7 +45,7 @@ class STNClassifier(pl.LightningModule):
             image_size: input height = width (the datamodule's canvas size).
             num_classes: number of classes.
             st_out_size: size of the transformer's output (default: image_size).
-            channels, hidden, dropout, batch_norm, kernel_size: the classifier
+            channels, hidden, dropout, batch_norm, kernel_size, convs_per_stage: the classifier
                 (modules.classifiers.ConvClassifier).
             localisation: how the transformer finds where to look: "regression" (the paper's: a CNN regresses the
                 six affine parameters) or "heatmap" (the translation is the soft-argmax of a convolutional
@@ -77,7 +77,8 @@ class STNClassifier(pl.LightningModule):
                 locator = LocalisationNet(1, image_size, batch_norm=loc_norm, init_scale=loc_init_scale)
             self.transformer = SpatialTransformer(locator, out_size=st_out_size)
         self.classifier = ConvClassifier(1, num_classes, tuple(channels), hidden, dropout,
-                                         batch_norm=batch_norm, kernel_size=kernel_size)
+                                         batch_norm=batch_norm, kernel_size=kernel_size,
+                                         convs_per_stage=convs_per_stage)
         # per split (ModuleDict keys cannot be "train": nn.Module.train exists)
         self.accuracy = torch.nn.ModuleDict(
             {f"{split}_": MulticlassAccuracy(num_classes, average="micro") for split in SPLITS}

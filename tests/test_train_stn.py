@@ -22,12 +22,14 @@ SHORT = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit
     [
         ["model.arch=st_cnn", "data.distortion=rts"],
         ["model.arch=cnn", "data.distortion=rts"],
-        ["model.arch=st_cnn", "data.distortion=cluttered", "model.st_out_size=40"],
+        ["model.arch=st_cnn", "data.distortion=cluttered", "model.st_out_size=40", "model.localisation=regression",
+         "model.loc_init_scale=1.0", "model.convs_per_stage=1", "model.kernel_size=5"],
         ["model.arch=st_cnn", "data.distortion=cluttered", "model.localisation=heatmap", "model.loc_init_scale=0.5"],
         ["model.arch=st_cnn", "data.distortion=r"],
         ["model.arch=st_cnn", "trainer.precision=bf16-mixed", "model.channels_last=true"],
     ],
-    ids=["st_cnn-rts", "cnn-rts", "st_cnn-cluttered", "st_cnn-heatmap-cluttered", "st_cnn-r", "bf16-channels_last"],
+    ids=["st_cnn-rts", "cnn-rts", "st_cnn-regression-5x5-cluttered", "st_cnn-heatmap-cluttered", "st_cnn-r",
+         "bf16-channels_last"],
 )
 def test_fast_dev_run(make_cfg, overrides):
     cfg = make_cfg("task=stn", "trainer.fast_dev_run=true", *overrides)
