@@ -1,6 +1,6 @@
 """One table for the whole suite: every task's default (`python train.py task=<name>`) on its embedded data.
 
-    python benchmarks/results.py                    # every task at its default budget (about 20 CPU minutes here)
+    python benchmarks/results.py                    # every task at its default budget (about 25 CPU minutes here)
     python benchmarks/results.py --budget quick     # 1 epoch on a quarter of the training data each: a smoke pass
     python benchmarks/results.py --tasks vqa nmt    # re-measure some tasks; the other rows of --out are kept
 

@@ -26,7 +26,7 @@ REFERENCE = ("Santoro et al. 2017 on Sort-of-CLEVR: CNN+MLP about 63% relational
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--hops", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "benchmarks" / "runs" / "vqa")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "vqa.md")
