@@ -26,7 +26,7 @@ from datamodules.vqa import KIND_IDS, QUESTION_TYPES
 from modules.encoders import IMAGENET_MEAN, IMAGENET_STD, TextEncoder, image_encoder_from_options, measure_grid
 from modules.stacked_attention import StackedAttention
 from tasks.attention_correctness import box_cell_cover
-from tasks.epoch_metrics import compute_quietly, updated_on_any_rank
+from tasks.epoch_metrics import GroupedMean, compute_quietly, updated_on_any_rank
 from tasks.figure_logging import log_figure
 from tasks.optim import adamw_one_cycle
 from tasks.saved_vocabularies import load_vocabularies, save_vocabularies
@@ -35,6 +35,7 @@ from tasks.vqa_figures import hop_attention_figure
 
 SPLITS = ("train", "val", "test")
 KINDS = tuple(KIND_IDS)                      # non_relational, relational (the batch's "kind" ids)
+GROUPS = (("kind", KINDS), ("question_type", QUESTION_TYPES))   # Sort-of-CLEVR: accuracy per group of each
 
 
 def grid_coordinates(grid: tuple[int, int]) -> Tensor:
@@ -52,10 +53,10 @@ class StackedAttentionVQA(pl.LightningModule):
                  channels: tuple[int, ...] = (32, 64, 128), strided: bool = True, resnet_arch: str = "resnet152",
                  pretrained: bool = False, trainable: str = "none", grid_size: int = 14, dim: int = 256,
                  attention_dim: int = 128, embed_dim: int = 64, coordinates: bool = False,
-                 question_norm: bool = False, score: str = "additive", readout: str = "sum", classifier_hidden: int = 0,
-                 attention_supervision: float = 0.0, dropout: float = 0.2,
-                 lr: float = 2e-3,
-                 weight_decay: float = 1e-4, warmup_fraction: float = 0.05, num_figure_samples: int = 6) -> None:
+                 question_bidirectional: bool = False, question_norm: bool = False, score: str = "additive",
+                 readout: str = "sum", classifier_hidden: int = 0, attention_supervision: float = 0.0,
+                 dropout: float = 0.2, lr: float = 2e-3, weight_decay: float = 1e-4, warmup_fraction: float = 0.05,
+                 channels_last: bool = False, num_figure_samples: int = 6) -> None:
         """
         Args:
             question_vocabulary: the question tokeniser (the datamodule's); saved in checkpoints.
@@ -70,6 +71,10 @@ class StackedAttentionVQA(pl.LightningModule):
             embed_dim: question word embedding size.
             coordinates: append each grid cell's (x, y) in [-1, 1] to its features before the projection, so an
                 attended sum still says where it looked (Santoro et al. 2017 tag CNN cells the same way).
+            question_bidirectional: encode the question with a bidirectional LSTM (d / 2 units each way, final
+                states concatenated) instead of the paper's one-way LSTM (d units). The one-way final state must
+                carry the colour word of "is the red object on the left or right of the image" across the seven
+                words after it; the backward state has read it two words before its end.
             question_norm: LayerNorm on the question vector (the LSTM's final state starts about 10x smaller
                 than the image positions, so the question barely moves the attention early in training).
             score: each hop's attention score, "additive" (the paper's) or "multiplicative".
@@ -87,6 +92,8 @@ class StackedAttentionVQA(pl.LightningModule):
                 named objects' boxes, so generated Sort-of-CLEVR only (VQA v2 has none: an error says so).
             dropout: before the answer classifier.
             lr, weight_decay, warmup_fraction: AdamW with a one-cycle schedule.
+            channels_last: NHWC memory format for the image encoder (with ``trainer.precision=bf16-mixed``, faster
+                convolutions on CPUs with bf16 support and on tensor cores; README).
             num_figure_samples: validation questions shown with their per-hop maps each epoch.
         """
         super().__init__()
@@ -107,25 +114,34 @@ class StackedAttentionVQA(pl.LightningModule):
         self.image_proj = nn.Linear(self.encoder.out_dim + 2 * coordinates, dim)
         if coordinates:
             self.register_buffer("cell_coordinates", grid_coordinates(self.grid), persistent=False)   # [N, 2]
-        self.question_encoder = TextEncoder(question_vocab_size, embed_dim, dim, rnn="lstm", bidirectional=False,
-                                            pad_id=Vocabulary.PAD_ID)
+        if question_bidirectional and dim % 2:
+            raise ValueError(f"model.question_bidirectional needs an even model.dim (d / 2 units per direction), "
+                             f"got dim={dim}")
+        self.question_encoder = TextEncoder(question_vocab_size, embed_dim, dim // 2 if question_bidirectional else dim,
+                                            rnn="lstm", bidirectional=question_bidirectional, pad_id=Vocabulary.PAD_ID)
         self.question_norm = nn.LayerNorm(dim) if question_norm else nn.Identity()
         self.attention = StackedAttention(dim, hops, attention_dim, score, readout)
         readout_dim = self.attention.out_dim(dim)
         hidden = [nn.Linear(readout_dim, classifier_hidden), nn.ReLU(inplace=True)] if classifier_hidden > 0 else []
         self.classifier = nn.Sequential(nn.Dropout(dropout), *hidden,
                                         nn.Linear(classifier_hidden or readout_dim, len(answers)))
-        self.accuracy = nn.ModuleDict({f"{s}_{k}": MeanMetric() for s in SPLITS
-                                       for k in ("all", *KINDS, *QUESTION_TYPES)})
+        self.accuracy = nn.ModuleDict({f"{s}_all": MeanMetric(nan_strategy="disable") for s in SPLITS})
+        self.group_accuracy = nn.ModuleDict({f"{s}_{key}": GroupedMean(len(names)) for s in SPLITS
+                                             for key, names in GROUPS})
         self.correctness = nn.ModuleDict({f"{s}_{h}": MeanMetric() for s in ("val", "test") for h in range(hops)})
         self.correctness_uniform = nn.ModuleDict({f"{s}_": MeanMetric() for s in ("val", "test")})
         self.vqa_accuracy = nn.ModuleDict({f"{s}_": VQAAccuracy() for s in ("val", "test")})
         self._figure_batch: dict[str, Any] | None = None
+        if channels_last:
+            # here, not in a fit hook: DDP must wrap parameters already in their final layout
+            self.to(memory_format=torch.channels_last)
 
     def forward(self, images: Tensor, question: Tensor, question_lengths: Tensor) -> tuple[Tensor, list[Tensor]]:
         """images [B, 3, H, W] in [0, 1], question [B, L] ids, lengths [B] -> (logits [B, K], hop maps k x [B, N])."""
         if self.normalize:
             images = (images - self.image_mean) / self.image_std
+        if self.hparams.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         features = self.encoder(images)                                                    # [B, N, C]
         if self.hparams.coordinates:
             where = self.cell_coordinates.to(features.dtype).expand(features.size(0), -1, -1)   # [B, N, 2]
@@ -151,12 +167,9 @@ class StackedAttentionVQA(pl.LightningModule):
         predicted = logits.argmax(dim=-1)                                                   # [B]
         correct = (predicted == batch["answer"]).float()                  # [B] (an answer outside the top-K: -1)
         self.accuracy[f"{split}_all"].update(correct)
-        for key, names in (("kind", KINDS), ("question_type", QUESTION_TYPES)):  # Sort-of-CLEVR only
+        for key, _ in GROUPS:  # Sort-of-CLEVR only
             if key in batch:
-                for k, name in enumerate(names):
-                    rows = batch[key] == k
-                    if rows.any():
-                        self.accuracy[f"{split}_{name}"].update(correct[rows])
+                self.group_accuracy[f"{split}_{key}"].update(correct, batch[key])
         if "human_answers" in batch and split != "train":  # VQA v2: the official accuracy against 10 humans
             self.vqa_accuracy[f"{split}_"].update([self.hparams.answers[i] for i in predicted.tolist()],
                                                   batch["human_answers"], batch["answer_types"])
@@ -225,10 +238,15 @@ class StackedAttentionVQA(pl.LightningModule):
 
     def _log_epoch(self, split: str) -> None:
         values = {}
-        for kind in ("all", *KINDS, *QUESTION_TYPES):
-            metric = self.accuracy[f"{split}_{kind}"]
+        metric = self.accuracy[f"{split}_all"]
+        if updated_on_any_rank(self, metric):
+            values[f"{split}/acc"] = compute_quietly(metric)
+        metric.reset()
+        for key, names in GROUPS:
+            metric = self.group_accuracy[f"{split}_{key}"]
             if updated_on_any_rank(self, metric):
-                values[f"{split}/acc" if kind == "all" else f"{split}/acc_{kind}"] = compute_quietly(metric)
+                means, counts = compute_quietly(metric)                                    # [G], [G] all ranks
+                values.update({f"{split}/acc_{name}": means[g] for g, name in enumerate(names) if counts[g] > 0})
             metric.reset()
         if split != "train" and self.hparams.hops and updated_on_any_rank(self, self.correctness[f"{split}_0"]):
             for hop in range(self.hparams.hops):

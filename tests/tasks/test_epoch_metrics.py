@@ -7,10 +7,11 @@ from __future__ import annotations
 import warnings
 from types import SimpleNamespace
 
+import pytest
 import torch
 from torchmetrics import MeanMetric
 
-from tasks.epoch_metrics import compute_quietly, updated_on_any_rank
+from tasks.epoch_metrics import GroupedMean, compute_quietly, updated_on_any_rank
 
 
 def test_update_decision_and_quiet_compute_on_one_process():
@@ -23,3 +24,23 @@ def test_update_decision_and_quiet_compute_on_one_process():
     metric.update(torch.tensor([1.0, 3.0]))
     assert updated_on_any_rank(module, metric)
     assert compute_quietly(metric) == 2.0
+
+
+
+def test_grouped_mean_per_group_over_several_updates():
+    metric = GroupedMean(3)
+    metric.update(torch.tensor([1.0, 0.0, 1.0]), torch.tensor([0, 0, 2]))
+    metric.update(torch.tensor([1.0, 1.0]), torch.tensor([2, 0]))
+    means, counts = metric.compute()
+    assert counts.tolist() == [3.0, 0.0, 2.0]
+    assert means[0].item() == pytest.approx(2 / 3) and means[2].item() == 1.0
+    assert torch.isnan(means[1])                        # a group with no value: NaN, and count 0 says so
+    metric.reset()
+    assert metric.compute()[1].sum() == 0
+
+
+def test_grouped_mean_rejects_mismatched_shapes_and_no_groups():
+    with pytest.raises(ValueError, match=r"values \[B\] and groups \[B\]"):
+        GroupedMean(2).update(torch.ones(3), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="at least one group"):
+        GroupedMean(0)

@@ -50,7 +50,8 @@ def test_each_hop_has_its_own_parameters():
 @pytest.mark.parametrize(("hops", "options"), [(0, {}), (1, {}), (2, {}),
                                                 (2, {"score": "multiplicative", "question_norm": True}),
                                                 (2, {"classifier_hidden": 32}), (2, {"readout": "concat"}),
-                                                (0, {"readout": "concat"})])
+                                                (0, {"readout": "concat"}), (2, {"question_bidirectional": True}),
+                                                (2, {"channels_last": True})])
 def test_maps_sum_to_one_per_hop_and_every_parameter_gets_a_gradient(data, hops, options):
     model = small_model(data, hops=hops, **options)
     batch = next(iter(data.train_dataloader()))
@@ -63,6 +64,23 @@ def test_maps_sum_to_one_per_hop_and_every_parameter_gets_a_gradient(data, hops,
     assert not [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     linear_layers = [m for m in model.classifier if isinstance(m, torch.nn.Linear)]
     assert len(linear_layers) == (2 if options.get("classifier_hidden") else 1)
+    conv = next(m for m in model.encoder.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) == bool(options.get("channels_last"))
+
+
+def test_bidirectional_question_encoder_keeps_the_query_size_and_ignores_padding(data):
+    model = small_model(data, question_bidirectional=True)
+    encoder = model.question_encoder
+    assert encoder.num_directions == 2 and encoder.out_dim == 64 == model.hparams.dim
+    pad = data.question_vocabulary.PAD_ID
+    with torch.no_grad():
+        alone = encoder(torch.tensor([[5, 6, 7, 8]]), torch.tensor([4])).final                 # [1, d]
+        padded = encoder(torch.tensor([[5, 6, 7, 8, pad, pad], [5, 9, 9, 9, 9, 9]]), torch.tensor([4, 6])).final
+    # the backward half starts at the last real word, not at the padding (packed sequences)
+    torch.testing.assert_close(padded[0], alone[0])
+    assert not torch.allclose(padded[1, 32:], alone[0, 32:])
+    with pytest.raises(ValueError, match="even model.dim"):
+        small_model(data, question_bidirectional=True, dim=63)
 
 
 @pytest.mark.parametrize("hops", [0, 2])
