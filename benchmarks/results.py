@@ -52,7 +52,8 @@ TASKS = (
                ("attention mass on the frames of the event a word names", "test/attention_correctness",
                 "test/attention_correctness_uniform"),
                "Yao et al. 2015, MSVD: BLEU-4 41.9, METEOR 29.6 (temporal attention + 3-D CNN features)"),
-    TaskResult("vqa", "stacked attention, 2 hops, Sort-of-CLEVR (coordinates, shape-first curriculum)",
+    TaskResult("vqa", "stacked attention, 2 hops, Sort-of-CLEVR (coordinates, shape-first curriculum, "
+                      "two-way question LSTM)",
                (("accuracy %", "test/acc", 100.0), ("non-relational %", "test/acc_non_relational", 100.0),
                 ("relational %", "test/acc_relational", 100.0)),
                ("first hop's mass on the object asked about", "test/attention_correctness_hop1",
