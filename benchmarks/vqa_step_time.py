@@ -16,6 +16,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import hydra
 import torch
@@ -30,22 +31,27 @@ from suite.run import datamodule_provided_kwargs  # noqa: E402
 SETTINGS = [("32-true", False), ("32-true", True), ("bf16-mixed", False), ("bf16-mixed", True)]
 
 
-def build(channels_last: bool, device: str) -> tuple[torch.nn.Module, torch.optim.Optimizer, list[dict]]:
-    """The default VQA model (fixed seed, so every setting starts from the same weights), its optimiser, and
-    the first training batches on ``device``."""
+def prepare(device: str) -> tuple[Any, Any, list[dict]]:
+    """The composed task config, its datamodule (Sort-of-CLEVR rendered once for every setting) and the first
+    training batches on ``device``."""
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base=None):
         cfg = compose("train", overrides=["task=vqa", "logger=csv", "data.num_workers=0"])
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
     datamodule.setup("fit")
-    torch.manual_seed(0)
-    model = hydra.utils.instantiate(cfg.model, **datamodule_provided_kwargs(cfg.model, datamodule),
-                                    channels_last=channels_last).to(device).train()
     batches = []
     for batch in datamodule.train_dataloader():
         batches.append({k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()})
         if len(batches) == 8:
             break
-    return model, torch.optim.AdamW(model.parameters(), lr=1e-3), batches
+    return cfg, datamodule, batches
+
+
+def build(cfg: Any, datamodule: Any, channels_last: bool, device: str) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """The default VQA model (fixed seed, so every setting starts from the same weights) and its optimiser."""
+    torch.manual_seed(0)
+    model = hydra.utils.instantiate(cfg.model, **datamodule_provided_kwargs(cfg.model, datamodule),
+                                    channels_last=channels_last).to(device).train()
+    return model, torch.optim.AdamW(model.parameters(), lr=1e-3)
 
 
 def step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: dict, precision: str) -> None:
@@ -64,14 +70,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="turns: each setting runs steps / rounds per turn")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    runs = {setting: build(setting[1], args.device) for setting in SETTINGS}
-    for (precision, _), (model, optimizer, batches) in runs.items():
+    cfg, datamodule, batches = prepare(args.device)
+    runs = {setting: build(cfg, datamodule, setting[1], args.device) for setting in SETTINGS}
+    for (precision, _), (model, optimizer) in runs.items():
         for batch in batches[:3]:   # warm-up
             step(model, optimizer, batch, precision)
     seconds: dict[tuple[str, bool], list[float]] = {setting: [] for setting in SETTINGS}
     per_round = max(1, args.steps // args.rounds)
     for _ in range(args.rounds):
-        for setting, (model, optimizer, batches) in runs.items():
+        for setting, (model, optimizer) in runs.items():
             for i in range(per_round):
                 if args.device == "cuda":
                     torch.cuda.synchronize()
@@ -80,7 +87,7 @@ def main() -> None:
                 if args.device == "cuda":
                     torch.cuda.synchronize()
                 seconds[setting].append(time.perf_counter() - start)
-    batch_size = runs[SETTINGS[0]][2][0]["image"].size(0)
+    batch_size = batches[0]["image"].size(0)
     base = statistics.median(seconds[SETTINGS[0]])
     print(f"VQA training step (forward + backward + AdamW, batch {batch_size}, data loading excluded), "
           f"{time.strftime('%Y-%m-%d')}, {platform.machine()}, {args.device}, torch {torch.__version__} "

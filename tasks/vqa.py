@@ -246,7 +246,8 @@ class StackedAttentionVQA(pl.LightningModule):
             metric = self.group_accuracy[f"{split}_{key}"]
             if updated_on_any_rank(self, metric):
                 means, counts = compute_quietly(metric)                                    # [G], [G] all ranks
-                values.update({f"{split}/acc_{name}": means[g] for g, name in enumerate(names) if counts[g] > 0})
+                present = counts.gt(0).tolist()                                            # one host sync
+                values.update({f"{split}/acc_{name}": means[g] for g, name in enumerate(names) if present[g]})
             metric.reset()
         if split != "train" and self.hparams.hops and updated_on_any_rank(self, self.correctness[f"{split}_0"]):
             for hop in range(self.hparams.hops):

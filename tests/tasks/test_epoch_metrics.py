@@ -26,7 +26,6 @@ def test_update_decision_and_quiet_compute_on_one_process():
     assert compute_quietly(metric) == 2.0
 
 
-
 def test_grouped_mean_per_group_over_several_updates():
     metric = GroupedMean(3)
     metric.update(torch.tensor([1.0, 0.0, 1.0]), torch.tensor([0, 0, 2]))
