@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -44,6 +43,7 @@ from torch import Tensor
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import training_runs  # noqa: E402
 from modules.beam_search import Hypothesis, beam_search, greedy_decode  # noqa: E402
 from modules.decoders import AttentionLSTMDecoder  # noqa: E402
 
@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                  device=args.device)
     argv_text = shlex.join(sys.argv[1:] if argv is None else argv)
     header = [
-        f"Beam search benchmark, {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
+        f"Beam search benchmark, {time.strftime('%Y-%m-%d')}, {training_runs.cpu_description()}, "
         f"{os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} torch threads"
         f"{'' if args.threads is not None else ' (default)'}, "
         f"{torch.cuda.get_device_name() if args.device.startswith('cuda') else 'CPU'}; OMP_NUM_THREADS="

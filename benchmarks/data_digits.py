@@ -13,7 +13,6 @@ Prints a markdown table.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from torch.utils.data import default_collate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks import training_runs  # noqa: E402
 from datamodules.digits import DigitsDataModule, DistortedDigits  # noqa: E402
 from datamodules.distortions import DISTORTIONS  # noqa: E402
 
@@ -67,7 +67,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(
-        f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, numpy {np.__version__}, "
+        f"# {training_runs.cpu_description()}, torch {torch.__version__}, numpy {np.__version__}, "
         f"{args.threads} thread(s), batch {args.batch_size}, {args.items} items, best of {args.repeats}"
     )
     print("$ python", " ".join(sys.argv))

