@@ -271,6 +271,31 @@ def test_additive_scores_in_chunks_equal_one_pass_with_the_same_gradients(monkey
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize("sigmoid_form", [True, False])
+def test_additive_inference_scores_equal_the_tanh_form_and_training_keeps_tanh(monkeypatch, sigmoid_form):
+    """Without autograd, CPUs whose tanh is slow score with 2 v^T sigmoid(2x) - sum(v): the same weights (to float
+    rounding) as v^T tanh(x); with autograd the exact tanh graph is used on every CPU."""
+    import modules.attention as attention_module
+
+    attention = make("additive")
+    query, keys, mask = inputs("additive")
+    capability = torch.backends.cpu.get_cpu_capability()
+    monkeypatch.setattr(attention_module, "SIGMOID_TANH_CPU", (capability,) if sigmoid_form else ())
+    assert attention_module.sigmoid_tanh_is_faster(keys.device) == sigmoid_form
+    projected, queries = attention.key_proj(keys), attention.query_proj(query).unsqueeze(1)    # [B, N, H], [B, 1, H]
+    exact = attention.v(torch.tanh(projected.unsqueeze(1) + queries.unsqueeze(2))).squeeze(-1)  # [B, 1, N]
+    with torch.no_grad():
+        scores = attention._score(projected, queries)
+        _, weights = attention(query, keys, mask)
+    torch.testing.assert_close(scores, exact, atol=1e-5, rtol=1e-5)
+    _, trained = attention(query, keys, mask)
+    torch.testing.assert_close(weights, trained.detach(), atol=1e-6, rtol=1e-5)
+    tanh_calls = []
+    monkeypatch.setattr(torch.Tensor, "tanh_", lambda self: tanh_calls.append(1) or torch.tanh(self))
+    attention(query, keys, mask)[0].sum().backward()          # autograd: the tanh form, whatever the CPU
+    assert tanh_calls and all(p.grad is not None for p in attention.parameters())
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_mask_of_the_wrong_shape_is_named(kind):
     attention = make(kind)
