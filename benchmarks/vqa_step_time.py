@@ -1,6 +1,7 @@
 """Training-step time of the VQA model in each precision and memory format, side by side in one process.
 
     python benchmarks/vqa_step_time.py                 # 32-true / bf16-mixed x contiguous / channels_last
+    python benchmarks/vqa_step_time.py --precisions 32-true   # e.g. on a CPU without native bf16 (the default there)
     python benchmarks/vqa_step_time.py --steps 50 --device cuda
 
 The model and data are the task's defaults (configs/task/vqa.yaml, Sort-of-CLEVR batches of 64). Each setting
@@ -11,7 +12,6 @@ the settings take turns so drift of the machine's speed affects them alike. Prin
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
@@ -26,9 +26,11 @@ from hydra import compose, initialize_config_dir
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import training_runs  # noqa: E402
+from suite.precision import has_native_bf16  # noqa: E402
 from suite.run import datamodule_provided_kwargs  # noqa: E402
 
-SETTINGS = [("32-true", False), ("32-true", True), ("bf16-mixed", False), ("bf16-mixed", True)]
+PRECISIONS = ("32-true", "bf16-mixed")
 
 
 def prepare(device: str) -> tuple[Any, Any, list[dict]]:
@@ -69,7 +71,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=24, help="timed steps per setting")
     parser.add_argument("--rounds", type=int, default=3, help="turns: each setting runs steps / rounds per turn")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=None,
+                        help="default: both where the device computes bf16 natively, else 32-true only (emulated bf16 "
+                             "can be 10-100x slower: suite/precision.py)")
     args = parser.parse_args()
+    precisions = args.precisions or [p for p in PRECISIONS if p == "32-true" or has_native_bf16(args.device)]
+    SETTINGS = [(precision, channels_last) for precision in precisions for channels_last in (False, True)]  # noqa: N806
     cfg, datamodule, batches = prepare(args.device)
     runs = {setting: build(cfg, datamodule, setting[1], args.device) for setting in SETTINGS}
     for (precision, _), (model, optimizer) in runs.items():
@@ -90,7 +97,7 @@ def main() -> None:
     batch_size = batches[0]["image"].size(0)
     base = statistics.median(seconds[SETTINGS[0]])
     print(f"VQA training step (forward + backward + AdamW, batch {batch_size}, data loading excluded), "
-          f"{time.strftime('%Y-%m-%d')}, {platform.machine()}, {args.device}, torch {torch.__version__} "
+          f"{time.strftime('%Y-%m-%d')}, {training_runs.cpu_description()}, {args.device}, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads); median of {per_round * args.rounds} steps per setting.")
     print(f"Command: python benchmarks/vqa_step_time.py {' '.join(sys.argv[1:])}".rstrip())
     print("\n| trainer.precision | model.channels_last | ms per step | questions/s | speed-up |\n|---|---|---|---|---|")
