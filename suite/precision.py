@@ -53,8 +53,8 @@ def run_device(accelerator: str) -> str:
 
 
 def has_native_bf16(device: str) -> bool:
-    if device == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    if device == "cuda":   # bf16 tensor cores from compute capability 8 (Ampere) on; works on every torch >= 2.3
+        return torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8
     return device == "cpu" and cpu_has_native_bf16()
 
 

@@ -41,8 +41,8 @@ def test_auto_on_the_cpu_follows_the_cpu(monkeypatch, flags, expected):
 
 def test_auto_on_a_gpu_asks_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    for native, expected in ((True, "bf16-mixed"), (False, "32-true")):
-        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True, n=native: n)
+    for capability, expected in (((9, 0), "bf16-mixed"), ((8, 0), "bf16-mixed"), ((7, 0), "32-true")):  # H100 A100 V100
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
         assert precision.resolve_precision("auto", "gpu")[0] == expected
         assert precision.resolve_precision("auto", "auto")[0] == expected      # accelerator=auto finds the GPU
 
