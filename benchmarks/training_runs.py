@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from suite.precision import cpu_has_native_bf16
+from suite.precision import cpu_has_native_bf16, cpu_model_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -105,17 +105,10 @@ def peak_rss_gib(stderr: str) -> float:
 def cpu_description() -> str:
     """'AMD EPYC (x86_64, AVX2, no native bf16)': the CPU model (speeds differ by model far more than by core count)
     and whether bf16 autocast can be fast on it (suite.precision)."""
-    model = next((line.partition(":")[2].strip() for line in _cpuinfo_lines() if line.startswith("model name")), "")
+    model = cpu_model_name()
     bf16 = "native bf16" if cpu_has_native_bf16() else "no native bf16"
     return (f"{model + ' (' if model else ''}{platform.machine()}, {torch.backends.cpu.get_cpu_capability()}, {bf16}"
             f"{')' if model else ''}")
-
-
-def _cpuinfo_lines() -> list[str]:
-    try:
-        return Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return []
 
 
 def machine() -> str:

@@ -76,13 +76,13 @@ def main() -> None:
                              "can be 10-100x slower: suite/precision.py)")
     args = parser.parse_args()
     precisions = args.precisions or [p for p in PRECISIONS if p == "32-true" or has_native_bf16(args.device)]
-    SETTINGS = [(precision, channels_last) for precision in precisions for channels_last in (False, True)]  # noqa: N806
+    settings = [(precision, channels_last) for precision in precisions for channels_last in (False, True)]
     cfg, datamodule, batches = prepare(args.device)
-    runs = {setting: build(cfg, datamodule, setting[1], args.device) for setting in SETTINGS}
+    runs = {setting: build(cfg, datamodule, setting[1], args.device) for setting in settings}
     for (precision, _), (model, optimizer) in runs.items():
         for batch in batches[:3]:   # warm-up
             step(model, optimizer, batch, precision)
-    seconds: dict[tuple[str, bool], list[float]] = {setting: [] for setting in SETTINGS}
+    seconds: dict[tuple[str, bool], list[float]] = {setting: [] for setting in settings}
     per_round = max(1, args.steps // args.rounds)
     for _ in range(args.rounds):
         for setting, (model, optimizer) in runs.items():
@@ -95,13 +95,13 @@ def main() -> None:
                     torch.cuda.synchronize()
                 seconds[setting].append(time.perf_counter() - start)
     batch_size = batches[0]["image"].size(0)
-    base = statistics.median(seconds[SETTINGS[0]])
+    base = statistics.median(seconds[settings[0]])
     print(f"VQA training step (forward + backward + AdamW, batch {batch_size}, data loading excluded), "
           f"{time.strftime('%Y-%m-%d')}, {training_runs.cpu_description()}, {args.device}, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads); median of {per_round * args.rounds} steps per setting.")
     print(f"Command: python benchmarks/vqa_step_time.py {' '.join(sys.argv[1:])}".rstrip())
     print("\n| trainer.precision | model.channels_last | ms per step | questions/s | speed-up |\n|---|---|---|---|---|")
-    for setting in SETTINGS:
+    for setting in settings:
         median = statistics.median(seconds[setting])
         print(f"| {setting[0]} | {str(setting[1]).lower()} | {1e3 * median:.1f} | {batch_size / median:,.0f} | "
               f"{base / median:.2f}x |")

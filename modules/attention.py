@@ -45,13 +45,16 @@ class PrecomputedKeys:
     Attributes:
         projected: [B, N, H] (additive: U k + b; multiplicative: tanh(U k + b)), [B, N, Dq] (general: W k), or
             the keys themselves (dot).
+        doubled: additive only: ``projected`` holds 2 (U k + b), for the score's sigmoid form (see
+            ``SIGMOID_TANH_CPU``); scaled here once per sequence, not at every decoding step.
     """
 
     projected: Tensor
+    doubled: bool = False
 
     def select(self, index: Tensor) -> PrecomputedKeys:
         """Rows index [B'] (e.g. the samples a beam search still decodes) -> precomputed keys of batch B'."""
-        return PrecomputedKeys(self.projected.index_select(0, index))
+        return PrecomputedKeys(self.projected.index_select(0, index), self.doubled)
 
 
 def masked_softmax(scores: Tensor, mask: Tensor | None) -> Tensor:
@@ -114,8 +117,9 @@ class Attention(nn.Module):
 
 CPU_SCORE_CHUNK = 1 << 19   # elements (2 MiB of float32) of the additive [B, Q, N, H] intermediate per chunk
 # PyTorch's CPU tanh is vectorised for AVX-512 but much slower than its sigmoid below it: on an AVX2-only AMD EPYC
-# a 2.6M-element tanh took 4.4 ms and sigmoid 1.2 ms. There, without autograd, the additive score is computed as
-# v^T tanh(x) = 2 v^T sigmoid(2x) - sum(v) (equal up to float rounding, ~1e-6 on a score).
+# a 2.6M-element tanh took 4.4 ms and sigmoid 1.2 ms. There, when the keys are precomputed without autograd (beam
+# search, greedy decoding, evaluation), the additive score is v^T tanh(x) = 2 v^T sigmoid(2x) - sum(v) (equal up
+# to float rounding, ~1e-6 on a score); training keeps the tanh graph.
 SIGMOID_TANH_CPU = ("DEFAULT", "AVX2")
 
 
@@ -144,21 +148,26 @@ class AdditiveAttention(Attention):
         self.v = nn.Linear(hidden_dim, 1, bias=False)
 
     def precompute(self, keys: Tensor) -> PrecomputedKeys:
-        return PrecomputedKeys(self.key_proj(keys))                                    # [B, N, H]
+        projected = self.key_proj(keys)                                                 # [B, N, H]
+        if sigmoid_tanh_is_faster(projected.device) and not projected.requires_grad:
+            return PrecomputedKeys(projected.mul_(2), doubled=True)                       # 2 (U k + b)
+        return PrecomputedKeys(projected)
 
     def score(self, query: Tensor, precomputed: PrecomputedKeys) -> Tensor:
         keys, queries = precomputed.projected, self.query_proj(query)                   # [B, N, H], [B, Q, H]
+        if precomputed.doubled:
+            queries = 2 * queries                                                         # [B, Q, H] 2 W q
         batch, per_sample = keys.size(0), queries.size(1) * keys.size(1) * keys.size(2)
         chunk = max(1, CPU_SCORE_CHUNK // per_sample) if keys.device.type == "cpu" else batch
         if chunk >= batch:
-            return self._score(keys, queries)
-        return torch.cat([self._score(keys[s:s + chunk], queries[s:s + chunk]) for s in range(0, batch, chunk)])
+            return self._score(keys, queries, precomputed.doubled)
+        return torch.cat([self._score(keys[s:s + chunk], queries[s:s + chunk], precomputed.doubled)
+                          for s in range(0, batch, chunk)])
 
-    def _score(self, keys: Tensor, queries: Tensor) -> Tensor:
-        """keys [b, N, H], projected queries [b, Q, H] -> scores [b, Q, N]."""
-        if sigmoid_tanh_is_faster(keys.device) and not (torch.is_grad_enabled() and (keys.requires_grad or
-                                                                                    queries.requires_grad)):
-            hidden = ((2 * keys).unsqueeze(1) + (2 * queries).unsqueeze(2)).sigmoid_()   # [b, Q, N, H]
+    def _score(self, keys: Tensor, queries: Tensor, doubled: bool = False) -> Tensor:
+        """keys [b, N, H], projected queries [b, Q, H] (both x2 when ``doubled``) -> scores [b, Q, N]."""
+        if doubled:   # v^T tanh(x) = 2 v^T sigmoid(2x) - sum(v)
+            hidden = (keys.unsqueeze(1) + queries.unsqueeze(2)).sigmoid_()               # [b, Q, N, H]
             return (2 * self.v(hidden) - self.v.weight.sum()).squeeze(-1)                 # [b, Q, N]
         hidden = (keys.unsqueeze(1) + queries.unsqueeze(2)).tanh_()                      # [b, Q, N, H]
         return self.v(hidden).squeeze(-1)                                                 # [b, Q, N]

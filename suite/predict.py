@@ -19,7 +19,7 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader
 
 from suite.checkpoints import load_checkpoint
-from suite.precision import resolve_precision
+from suite.precision import log_resolution, resolve_precision
 from suite.prediction_inputs import classify
 from tasks.figure_logging import figure_to_array
 from tasks.prediction import predictor_class
@@ -82,10 +82,9 @@ def run_prediction(cfg: DictConfig) -> list[dict[str, Any]]:
                         num_workers=workers, collate_fn=predictor.collate, persistent_workers=False)
     output_dir = Path(cfg.output_dir)
     writer = PredictionWriter(predictor, output_dir, int(cfg.max_figures) if cfg.figures else 0)
-    precision, message = resolve_precision(cfg.precision, cfg.accelerator)
-    if message:
-        log.info(message)
-    trainer = pl.Trainer(accelerator=cfg.accelerator, devices=1, precision=precision, logger=False,
+    resolution = resolve_precision(cfg.precision, cfg.accelerator)
+    log_resolution(resolution, log)
+    trainer = pl.Trainer(accelerator=cfg.accelerator, devices=1, precision=resolution.precision, logger=False,
                          callbacks=[writer], enable_checkpointing=False, enable_model_summary=False)
     trainer.predict(model, dataloaders=loader, return_predictions=False)  # in inference mode, with a progress bar
     log.info(f"{len(writer.records)} prediction(s) written to {writer.path}"

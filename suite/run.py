@@ -18,7 +18,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from suite.checkpoints import ConfigInCheckpoint
 from suite.evaluation import adopt_vocabularies, evaluated_split, with_checkpoint_task
-from suite.precision import resolve_precision
+from suite.precision import log_resolution, resolve_precision
 from suite.wandb_setup import choose_wandb_mode
 
 log = logging.getLogger(__name__)
@@ -108,14 +108,9 @@ def finish_wandb() -> None:
 def resolve_trainer_precision(cfg: DictConfig) -> None:
     """Replace ``trainer.precision=auto`` by what this machine runs fast (suite.precision), in place, so the
     checkpoint's config and the logged hyperparameters hold the precision the run really used."""
-    precision, message = resolve_precision(cfg.trainer.get("precision", "32-true"), cfg.trainer.get("accelerator",
-                                                                                                     "auto"))
-    if message:
-        if str(cfg.trainer.get("precision")) == "auto":
-            say(message)
-        else:
-            rank_zero_only(log.warning)(message)
-    OmegaConf.update(cfg, "trainer.precision", precision, force_add=True)
+    resolution = resolve_precision(cfg.trainer.get("precision", "32-true"), cfg.trainer.get("accelerator", "auto"))
+    rank_zero_only(log_resolution)(resolution, log)
+    OmegaConf.update(cfg, "trainer.precision", resolution.precision, force_add=True)
 
 
 def run(cfg: DictConfig) -> dict[str, float]:

@@ -35,8 +35,8 @@ def test_native_bf16_needs_avx512_bf16_amx_or_arm_bf16():
 @pytest.mark.parametrize("flags, expected", [(AMD_ZEN3, "32-true"), (SAPPHIRE_RAPIDS, "bf16-mixed")])
 def test_auto_on_the_cpu_follows_the_cpu(monkeypatch, flags, expected):
     monkeypatch.setattr(precision, "cpu_flags", lambda: flags)
-    resolved, message = precision.resolve_precision("auto", "cpu")
-    assert resolved == expected and message.startswith(f"trainer.precision=auto -> {expected}")
+    resolved, message, warning = precision.resolve_precision("auto", "cpu")
+    assert resolved == expected and message.startswith(f"trainer.precision=auto -> {expected}") and not warning
 
 
 def test_auto_on_a_gpu_asks_cuda(monkeypatch):
@@ -49,11 +49,11 @@ def test_auto_on_a_gpu_asks_cuda(monkeypatch):
 
 def test_explicit_choices_are_kept_and_bf16_on_a_slow_cpu_is_warned_about(monkeypatch):
     monkeypatch.setattr(precision, "cpu_flags", lambda: AMD_ZEN3)
-    resolved, message = precision.resolve_precision("bf16-mixed", "cpu")
-    assert resolved == "bf16-mixed" and "without native bf16" in message and "auto" in message
-    assert precision.resolve_precision("32-true", "cpu") == ("32-true", "")
+    resolved, message, warning = precision.resolve_precision("bf16-mixed", "cpu")
+    assert resolved == "bf16-mixed" and "without native bf16" in message and "auto" in message and warning
+    assert precision.resolve_precision("32-true", "cpu") == ("32-true", "", False)
     monkeypatch.setattr(precision, "cpu_flags", lambda: SAPPHIRE_RAPIDS)
-    assert precision.resolve_precision("bf16-mixed", "cpu") == ("bf16-mixed", "")
+    assert precision.resolve_precision("bf16-mixed", "cpu") == ("bf16-mixed", "", False)
 
 
 def test_the_run_config_holds_the_resolved_precision_and_the_log_says_why(make_cfg, monkeypatch, caplog):

@@ -263,7 +263,7 @@ def test_additive_scores_in_chunks_equal_one_pass_with_the_same_gradients(monkey
     original = attention_module.AdditiveAttention._score
     monkeypatch.setattr(attention_module, "CPU_SCORE_CHUNK", 3 * N * HIDDEN)   # 1 sample of 3 queries per chunk
     monkeypatch.setattr(attention_module.AdditiveAttention, "_score",
-                        lambda self, k, q: chunked_sizes.append(k.size(0)) or original(self, k, q))
+                        lambda self, k, q, *rest: chunked_sizes.append(k.size(0)) or original(self, k, q, *rest))
     chunked, chunked_grads = run()
     assert chunked_sizes == [1] * B
     torch.testing.assert_close(chunked, one_pass)
@@ -285,7 +285,9 @@ def test_additive_inference_scores_equal_the_tanh_form_and_training_keeps_tanh(m
     projected, queries = attention.key_proj(keys), attention.query_proj(query).unsqueeze(1)    # [B, N, H], [B, 1, H]
     exact = attention.v(torch.tanh(projected.unsqueeze(1) + queries.unsqueeze(2))).squeeze(-1)  # [B, 1, N]
     with torch.no_grad():
-        scores = attention._score(projected, queries)
+        precomputed = attention.precompute(keys)              # keys scaled once here when the sigmoid form is used
+        assert precomputed.doubled == sigmoid_form and precomputed.select(torch.tensor([0])).doubled == sigmoid_form
+        scores = attention.score(query.unsqueeze(1), precomputed)
         _, weights = attention(query, keys, mask)
     torch.testing.assert_close(scores, exact, atol=1e-5, rtol=1e-5)
     _, trained = attention(query, keys, mask)
