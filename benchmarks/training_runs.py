@@ -117,9 +117,11 @@ def machine() -> str:
             f"torch {torch.__version__.split('+')[0]} ({torch.get_num_threads()} threads)")
 
 
-def write_report(title: str, script: str, lines: list[str], out: Path) -> str:
-    """Title line, the command that reproduces it, the table lines -> printed and written to ``out``."""
-    header = [title, f"Command: python benchmarks/{script} {shlex.join(sys.argv[1:])}".rstrip(), ""]
+def write_report(title: str, script: str, lines: list[str], out: Path, argv: list[str] | None = None) -> str:
+    """Title line, the command that reproduces it (``argv``, default sys.argv[1:]), the table lines -> printed
+    and written to ``out``."""
+    arguments = sys.argv[1:] if argv is None else argv
+    header = [title, f"Command: python benchmarks/{script} {shlex.join(arguments)}".rstrip(), ""]
     report = "\n".join(header + lines) + "\n"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report)

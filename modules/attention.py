@@ -45,16 +45,16 @@ class PrecomputedKeys:
     Attributes:
         projected: [B, N, H] (additive: U k + b; multiplicative: tanh(U k + b)), [B, N, Dq] (general: W k), or
             the keys themselves (dot).
-        doubled: additive only: ``projected`` holds 2 (U k + b), for the score's sigmoid form (see
-            ``SIGMOID_TANH_CPU``); scaled here once per sequence, not at every decoding step.
+        exponential: additive only: ``projected`` holds exp(-2 (U k + b)), for the score's exponential form
+            (see ``EXP_FORM_CPU``), computed here once per sequence instead of at every decoding step.
     """
 
     projected: Tensor
-    doubled: bool = False
+    exponential: bool = False
 
     def select(self, index: Tensor) -> PrecomputedKeys:
         """Rows index [B'] (e.g. the samples a beam search still decodes) -> precomputed keys of batch B'."""
-        return PrecomputedKeys(self.projected.index_select(0, index), self.doubled)
+        return PrecomputedKeys(self.projected.index_select(0, index), self.exponential)
 
 
 def masked_softmax(scores: Tensor, mask: Tensor | None) -> Tensor:
@@ -115,22 +115,27 @@ class Attention(nn.Module):
         return (context.squeeze(1), weights.squeeze(1)) if single else (context, weights)
 
 
-CPU_SCORE_CHUNK = 1 << 19   # elements (2 MiB of float32) of the additive [B, Q, N, H] intermediate per chunk
-# PyTorch's CPU tanh is vectorised for AVX-512 but much slower than its sigmoid below it: on an AVX2-only AMD EPYC
-# a 2.6M-element tanh took 4.4 ms and sigmoid 1.2 ms. There, when the keys are precomputed without autograd (beam
-# search, greedy decoding, evaluation), the additive score is v^T tanh(x) = 2 v^T sigmoid(2x) - sum(v) (equal up
-# to float rounding, ~1e-6 on a score); training keeps the tanh graph.
-SIGMOID_TANH_CPU = ("DEFAULT", "AVX2")
+CPU_SCORE_CHUNK = 1 << 20   # elements (4 MiB of float32) of the additive [B, Q, N, H] intermediate per chunk
+# PyTorch's CPU tanh is vectorised for AVX-512 but slow below it: on an AVX2-only AMD EPYC a 2.6M-element tanh took
+# 4.4 ms and sigmoid 1.2-2.1 ms. There, when the keys are precomputed without autograd (beam search, greedy decoding,
+# evaluation), the additive score uses v^T tanh(x) = 2 v^T sigmoid(2x) - sum(v) with x = (U k + b) + W q and
+#     sigmoid(2x) = 1 / (1 + exp(-2 (U k + b)) * exp(-2 W q)),
+# the key factor computed once per sequence and the query factor once per step, so the [B, Q, N, H] work per step is
+# a multiply-add and a reciprocal instead of an exponential (same scores to float rounding, ~1e-6; training keeps
+# the tanh graph). Keys with |U k + b| > EXP_FORM_KEY_LIMIT are scored with tanh: within it their factor is a finite,
+# non-zero float (e^+-80), so a product with any query factor (0 or inf included) is never inf * 0 = NaN.
+EXP_FORM_CPU = ("DEFAULT", "AVX2")
+EXP_FORM_KEY_LIMIT = 40.0
 
 
-def sigmoid_tanh_is_faster(device: torch.device) -> bool:
-    return device.type == "cpu" and torch.backends.cpu.get_cpu_capability() in SIGMOID_TANH_CPU
+def exp_form_is_faster(device: torch.device) -> bool:
+    return device.type == "cpu" and torch.backends.cpu.get_cpu_capability() in EXP_FORM_CPU
 
 
 class AdditiveAttention(Attention):
     """Bahdanau et al. 2015 / Xu et al. 2015: score(q, k) = v^T tanh(W q + U k + b).
 
-    On the CPU the [B, Q, N, H] intermediate is computed a few samples at a time (about 2 MiB each), so it stays
+    On the CPU the [B, Q, N, H] intermediate is computed a few samples at a time (about 4 MiB each), so it stays
     in cache instead of being a fresh allocation of B * Q * N * H floats at every step: beam search over 1,280
     beams runs about 4x faster (`benchmarks/beam_search.py --sizes 256`). On GPUs it is one kernel per step.
     """
@@ -149,25 +154,28 @@ class AdditiveAttention(Attention):
 
     def precompute(self, keys: Tensor) -> PrecomputedKeys:
         projected = self.key_proj(keys)                                                 # [B, N, H]
-        if sigmoid_tanh_is_faster(projected.device) and not projected.requires_grad:
-            return PrecomputedKeys(projected.mul_(2), doubled=True)                       # 2 (U k + b)
+        if (exp_form_is_faster(projected.device) and not projected.requires_grad and projected.numel()
+                and projected.abs().amax() <= EXP_FORM_KEY_LIMIT):
+            return PrecomputedKeys(projected.mul_(-2).exp_(), exponential=True)          # exp(-2 (U k + b))
         return PrecomputedKeys(projected)
 
     def score(self, query: Tensor, precomputed: PrecomputedKeys) -> Tensor:
         keys, queries = precomputed.projected, self.query_proj(query)                   # [B, N, H], [B, Q, H]
-        if precomputed.doubled:
-            queries = 2 * queries                                                         # [B, Q, H] 2 W q
+        if precomputed.exponential:
+            queries = queries.mul(-2).exp_()                                             # [B, Q, H] exp(-2 W q)
         batch, per_sample = keys.size(0), queries.size(1) * keys.size(1) * keys.size(2)
         chunk = max(1, CPU_SCORE_CHUNK // per_sample) if keys.device.type == "cpu" else batch
         if chunk >= batch:
-            return self._score(keys, queries, precomputed.doubled)
-        return torch.cat([self._score(keys[s:s + chunk], queries[s:s + chunk], precomputed.doubled)
+            return self._score(keys, queries, precomputed.exponential)
+        return torch.cat([self._score(keys[s:s + chunk], queries[s:s + chunk], precomputed.exponential)
                           for s in range(0, batch, chunk)])
 
-    def _score(self, keys: Tensor, queries: Tensor, doubled: bool = False) -> Tensor:
-        """keys [b, N, H], projected queries [b, Q, H] (both x2 when ``doubled``) -> scores [b, Q, N]."""
-        if doubled:   # v^T tanh(x) = 2 v^T sigmoid(2x) - sum(v)
-            hidden = (keys.unsqueeze(1) + queries.unsqueeze(2)).sigmoid_()               # [b, Q, N, H]
+    def _score(self, keys: Tensor, queries: Tensor, exponential: bool = False) -> Tensor:
+        """keys [b, N, H], projected queries [b, Q, H] (their factors exp(-2 .) when ``exponential``) -> scores
+        [b, Q, N]."""
+        if exponential:   # v^T tanh(x) = 2 v^T sigmoid(2x) - sum(v), sigmoid(2x) = 1 / (1 + keys * queries)
+            one = keys.new_ones(())
+            hidden = torch.addcmul(one, keys.unsqueeze(1), queries.unsqueeze(2)).reciprocal_()  # [b, Q, N, H]
             return (2 * self.v(hidden) - self.v.weight.sum()).squeeze(-1)                 # [b, Q, N]
         hidden = (keys.unsqueeze(1) + queries.unsqueeze(2)).tanh_()                      # [b, Q, N, H]
         return self.v(hidden).squeeze(-1)                                                 # [b, Q, N]

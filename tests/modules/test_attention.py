@@ -271,22 +271,24 @@ def test_additive_scores_in_chunks_equal_one_pass_with_the_same_gradients(monkey
         torch.testing.assert_close(a, b)
 
 
-@pytest.mark.parametrize("sigmoid_form", [True, False])
-def test_additive_inference_scores_equal_the_tanh_form_and_training_keeps_tanh(monkeypatch, sigmoid_form):
-    """Without autograd, CPUs whose tanh is slow score with 2 v^T sigmoid(2x) - sum(v): the same weights (to float
-    rounding) as v^T tanh(x); with autograd the exact tanh graph is used on every CPU."""
+@pytest.mark.parametrize("exp_form", [True, False])
+def test_additive_inference_scores_equal_the_tanh_form_and_training_keeps_tanh(monkeypatch, exp_form):
+    """Without autograd, CPUs whose tanh is slow score with 2 v^T / (1 + exp(-2 (U k + b)) exp(-2 W q)) - sum(v):
+    the same weights (to float rounding) as v^T tanh(x); with autograd the exact tanh graph is used on every CPU."""
     import modules.attention as attention_module
 
     attention = make("additive")
     query, keys, mask = inputs("additive")
     capability = torch.backends.cpu.get_cpu_capability()
-    monkeypatch.setattr(attention_module, "SIGMOID_TANH_CPU", (capability,) if sigmoid_form else ())
-    assert attention_module.sigmoid_tanh_is_faster(keys.device) == sigmoid_form
+    monkeypatch.setattr(attention_module, "EXP_FORM_CPU", (capability,) if exp_form else ())
+    assert attention_module.exp_form_is_faster(keys.device) == exp_form
     projected, queries = attention.key_proj(keys), attention.query_proj(query).unsqueeze(1)    # [B, N, H], [B, 1, H]
     exact = attention.v(torch.tanh(projected.unsqueeze(1) + queries.unsqueeze(2))).squeeze(-1)  # [B, 1, N]
     with torch.no_grad():
-        precomputed = attention.precompute(keys)              # keys scaled once here when the sigmoid form is used
-        assert precomputed.doubled == sigmoid_form and precomputed.select(torch.tensor([0])).doubled == sigmoid_form
+        precomputed = attention.precompute(keys)              # the key factor is computed once here
+        assert precomputed.exponential == exp_form and precomputed.select(torch.tensor([0])).exponential == exp_form
+        if exp_form:
+            torch.testing.assert_close(precomputed.projected, torch.exp(-2 * projected))
         scores = attention.score(query.unsqueeze(1), precomputed)
         _, weights = attention(query, keys, mask)
     torch.testing.assert_close(scores, exact, atol=1e-5, rtol=1e-5)
@@ -296,6 +298,30 @@ def test_additive_inference_scores_equal_the_tanh_form_and_training_keeps_tanh(m
     monkeypatch.setattr(torch.Tensor, "tanh_", lambda self: tanh_calls.append(1) or torch.tanh(self))
     attention(query, keys, mask)[0].sum().backward()          # autograd: the tanh form, whatever the CPU
     assert tanh_calls and all(p.grad is not None for p in attention.parameters())
+
+
+def test_additive_exp_form_is_finite_for_saturating_queries_and_falls_back_for_large_keys(monkeypatch):
+    """Queries whose factor exp(-2 W q) is 0 or inf still give tanh's scores (no inf * 0); keys beyond
+    EXP_FORM_KEY_LIMIT are scored with tanh."""
+    import modules.attention as attention_module
+
+    monkeypatch.setattr(attention_module, "EXP_FORM_CPU", (torch.backends.cpu.get_cpu_capability(),))
+    attention = make("additive")
+    query, keys, _ = inputs("additive")
+    with torch.no_grad():
+        attention.key_proj.weight.mul_(0.1)
+        projected = attention.key_proj(keys)                                            # [B, N, H] well inside
+        assert projected.abs().amax() < attention_module.EXP_FORM_KEY_LIMIT / 4
+        huge = query.unsqueeze(1) * 1e4                                                 # [B, 1, Dq]: |W q| >> 44
+        queries = attention.query_proj(huge)                                            # [B, 1, H]
+        assert (queries * -2).exp().isinf().any() and (queries * -2).exp().eq(0).any()
+        exact = attention.v(torch.tanh(projected.unsqueeze(1) + queries.unsqueeze(2))).squeeze(-1)   # [B, 1, N]
+        precomputed = attention.precompute(keys)
+        assert precomputed.exponential
+        torch.testing.assert_close(attention.score(huge, precomputed), exact, atol=1e-5, rtol=1e-5)
+
+        attention.key_proj.bias.fill_(2 * attention_module.EXP_FORM_KEY_LIMIT)           # |U k + b| > limit
+        assert not attention.precompute(keys).exponential
 
 
 @pytest.mark.parametrize("kind", KINDS)
