@@ -2,6 +2,7 @@
 
     python benchmarks/beam_search.py                          # batch 64, beam 5, max_len 20 (seconds here)
     python benchmarks/beam_search.py --sizes 1 8 64 256 --threads 1
+    python benchmarks/beam_search.py --fused-score            # attention scores compiled (train.py's compile=true)
 
 Both paths run ``modules.beam_search.beam_search`` on the same decoder and the same memories: once on the
 whole batch, and once in a Python loop that calls it with batch 1 per sample. Per-sample results are compared:
@@ -44,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import training_runs  # noqa: E402
+from modules.attention import fuse_additive_scores  # noqa: E402
 from modules.beam_search import Hypothesis, beam_search, greedy_decode  # noqa: E402
 from modules.decoders import AttentionLSTMDecoder  # noqa: E402
 
@@ -246,9 +248,14 @@ def format_table(beam_rows: list[BeamRow], greedy_rows: list[GreedyRow]) -> str:
 
 
 def run(sizes: list[int], beam: int = 5, max_len: int = 20, repeats: int = 3, length_penalty: float = 1.0,
-        seed: int = 0, verbose: bool = False, device: str = "cpu") -> Report:
-    """Measure every batch size in ``sizes`` on one decoder -> Report (rows and markdown tables)."""
+        seed: int = 0, verbose: bool = False, device: str = "cpu", fused_score: bool = False) -> Report:
+    """Measure every batch size in ``sizes`` on one decoder -> Report (rows and markdown tables).
+
+    fused_score: the attention scores with the compiled fused kernel (train.py's compile=true) on both paths; the
+    warm-up calls compile it for their shapes."""
     decoder = build_decoder(seed).to(device)
+    if fused_score:
+        fuse_additive_scores(decoder)
     beam_rows, greedy_rows = [], []
     for batch in sizes:
         memory = make_memory(batch, seed).to(device)
@@ -275,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (each result is copied to the CPU, so the "
                         "timings include the synchronisation)")
+    parser.add_argument("--fused-score", action="store_true", help="score attention with the compiled fused kernel "
+                        "(train.py's compile=true) on both paths")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "beam_search.md")
     args = parser.parse_args(argv)
     if args.threads is not None:
@@ -286,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{name} must be at least 1, got {value}")
 
     report = run(sizes, args.beam, args.max_len, args.repeats, args.length_penalty, args.seed, verbose=True,
-                 device=args.device)
+                 device=args.device, fused_score=args.fused_score)
     argv_text = shlex.join(sys.argv[1:] if argv is None else argv)
     header = [
         f"Beam search benchmark, {time.strftime('%Y-%m-%d')}, {training_runs.cpu_description()}, "
@@ -298,7 +307,9 @@ def main(argv: list[str] | None = None) -> int:
         f"additive attention of width {ATTENTION_DIM}; configs/task/captioning.yaml's sizes) over {POSITIONS} "
         f"positions, random weights (seed {args.seed}) with a step-counter "
         "unit raising the EOS logit (see build_decoder); max_len "
-        f"{args.max_len}, length penalty {args.length_penalty}; times are medians of {args.repeats} after a "
+        f"{args.max_len}, length penalty {args.length_penalty}; "
+        f"{'attention scored by the compiled fused kernel (compile=true); ' if args.fused_score else ''}"
+        f"times are medians of {args.repeats} after a "
         "warm-up. Per-sample = a Python loop calling beam_search with batch 1; identical = same tokens and "
         f"finished, score and attention within {SCORE_TOLERANCE:g}.",
         f"Command: python benchmarks/beam_search.py {argv_text}".rstrip(), "",

@@ -23,12 +23,16 @@ as without it.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical
+
+log = logging.getLogger(__name__)
 
 ATTENTION_KINDS = {
     "additive": "additive", "bahdanau": "additive",
@@ -132,6 +136,37 @@ def exp_form_is_faster(device: torch.device) -> bool:
     return device.type == "cpu" and torch.backends.cpu.get_cpu_capability() in EXP_FORM_CPU
 
 
+# Fused exponential-form scores (``fuse_additive_scores``; train.py / predict.py's compile_decoding=true): one compiled
+# loop per score instead of a [B, Q, N, H] intermediate written and read by three eager ops (on the AVX2 CPU: 0.36 ms
+# instead of 3.2 ms for 64 x 5 queries over 64 keys; beam search at batch 64 about 20% faster). Only the exponential
+# form: a compiled tanh form was slower than the eager one on an AVX-512 Xeon and level on an H200.
+def _fused_exp_score(keys: Tensor, queries: Tensor, v: Tensor) -> Tensor:
+    """Key factors exp(-2 (U k + b)) [b, N, H], query factors exp(-2 W q) [b, Q, H], v [H] -> scores [b, Q, N]."""
+    return 2 * (v / (1 + keys.unsqueeze(1) * queries.unsqueeze(2))).sum(-1) - v.sum()
+
+
+_COMPILED_SCORE: list[Callable[[Tensor, Tensor, Tensor], Tensor]] = []
+
+
+def compiled_score() -> Callable[[Tensor, Tensor, Tensor], Tensor]:
+    """The fused exponential-form score, compiled on first use (dynamic shapes: beams and samples vary while
+    decoding)."""
+    if not _COMPILED_SCORE:
+        _COMPILED_SCORE.append(torch.compile(_fused_exp_score, dynamic=True))
+    return _COMPILED_SCORE[0]
+
+
+def fuse_additive_scores(module: nn.Module) -> int:
+    """Every AdditiveAttention inside ``module`` scores with the compiled fused kernel where it uses the exponential
+    form (inference on CPUs in EXP_FORM_CPU) -> how many attentions. Training (autograd) and the tanh form stay
+    eager. If compiling fails (inductor needs a C++ compiler), a warning is logged and the attention goes back to
+    eager scores."""
+    attentions = [m for m in module.modules() if isinstance(m, AdditiveAttention)]
+    for attention in attentions:
+        attention.fused_inference = True
+    return len(attentions)
+
+
 class AdditiveAttention(Attention):
     """Bahdanau et al. 2015 / Xu et al. 2015: score(q, k) = v^T tanh(W q + U k + b).
 
@@ -151,6 +186,7 @@ class AdditiveAttention(Attention):
         self.query_proj = nn.Linear(query_dim, hidden_dim, bias=False)
         self.key_proj = nn.Linear(key_dim, hidden_dim)
         self.v = nn.Linear(hidden_dim, 1, bias=False)
+        self.fused_inference = False   # see fuse_additive_scores
 
     def precompute(self, keys: Tensor) -> PrecomputedKeys:
         projected = self.key_proj(keys)                                                 # [B, N, H]
@@ -163,12 +199,27 @@ class AdditiveAttention(Attention):
         keys, queries = precomputed.projected, self.query_proj(query)                   # [B, N, H], [B, Q, H]
         if precomputed.exponential:
             queries = queries.mul(-2).exp_()                                             # [B, Q, H] exp(-2 W q)
+            if self.fused_inference and not torch.is_grad_enabled():
+                scores = self._fused_score(keys, queries)
+                if scores is not None:
+                    return scores
         batch, per_sample = keys.size(0), queries.size(1) * keys.size(1) * keys.size(2)
         chunk = max(1, CPU_SCORE_CHUNK // per_sample) if keys.device.type == "cpu" else batch
         if chunk >= batch:
             return self._score(keys, queries, precomputed.exponential)
         return torch.cat([self._score(keys[s:s + chunk], queries[s:s + chunk], precomputed.exponential)
                           for s in range(0, batch, chunk)])
+
+    def _fused_score(self, keys: Tensor, queries: Tensor) -> Tensor | None:
+        """Key and query factors -> the compiled fused score [B, Q, N], or None (eager from now on) if it cannot be
+        compiled here."""
+        try:
+            return compiled_score()(keys, queries, self.v.weight.view(-1))
+        except Exception as error:  # noqa: BLE001 - any compiler failure: the eager score is the same function
+            log.warning(f"fused attention score unavailable, scoring eagerly instead: {type(error).__name__}: "
+                        f"{str(error).splitlines()[0] if str(error) else ''}")
+            self.fused_inference = False
+            return None
 
     def _score(self, keys: Tensor, queries: Tensor, exponential: bool = False) -> Tensor:
         """keys [b, N, H], projected queries [b, Q, H] (their factors exp(-2 .) when ``exponential``) -> scores

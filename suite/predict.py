@@ -18,6 +18,7 @@ from PIL import Image
 from pytorch_lightning.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader
 
+from modules.attention import fuse_additive_scores
 from suite.checkpoints import load_checkpoint
 from suite.precision import log_resolution, resolve_precision
 from suite.prediction_inputs import classify
@@ -71,6 +72,9 @@ def run_prediction(cfg: DictConfig) -> list[dict[str, Any]]:
     model = loaded.model
     if cfg.get("beam_size") and "beam_size" in model.hparams:
         model.hparams.beam_size = int(cfg.beam_size)
+    if cfg.get("compile_decoding"):
+        log.info(f"compile_decoding: {fuse_additive_scores(model)} additive attention(s) score with a compiled "
+                 "fused kernel on CPUs without AVX-512 (eager elsewhere)")
     predictor = predictor_class(model)(model, loaded.config.get("data") or DictConfig({}), cfg)
     text = str(cfg.input)
     kind = classify(text)

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
+from modules.attention import fuse_additive_scores
 from suite.checkpoints import ConfigInCheckpoint
 from suite.evaluation import adopt_vocabularies, evaluated_split, with_checkpoint_task
 from suite.precision import log_resolution, resolve_precision
@@ -146,6 +147,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
     # dynamic=False: one graph per input shape (a smaller last batch is a second graph); symbolic shapes broke
     # F.affine_grid under inductor on CUDA ("SymIntArrayRef expected to contain only concrete integers")
     fit_model = torch.compile(model, dynamic=False) if cfg.get("compile") else model
+    if cfg.get("compile_decoding") and (fused := fuse_additive_scores(model)):
+        say(f"compile_decoding: {fused} additive attention(s) score decoding and evaluation with a compiled fused "
+            "kernel on CPUs without AVX-512 (compiled on first use; eager elsewhere)")
     metrics: dict[str, float] = {}
     checkpoints = ("", "")
     if cfg.get("train", True):

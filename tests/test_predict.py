@@ -136,6 +136,21 @@ def test_captioning_equals_the_models_own_beam_search(checkpoints, tmp_path):
     assert [r["caption"] for r in records] == expected
 
 
+def test_compile_decoding_gives_the_same_captions_through_the_fused_score(checkpoints, tmp_path, monkeypatch):
+    import modules.attention as attention_module
+
+    monkeypatch.setattr(attention_module, "EXP_FORM_CPU", (torch.backends.cpu.get_cpu_capability(),))
+    draw_images(tmp_path / "photos", 2)
+    eager = run_prediction(predict_config(checkpoints["captioning"], tmp_path / "photos", tmp_path / "eager",
+                                          batch_size=2, figures=False))
+    calls = []
+    original = attention_module.compiled_score
+    monkeypatch.setattr(attention_module, "compiled_score", lambda: calls.append(1) or original())
+    fused = run_prediction(predict_config(checkpoints["captioning"], tmp_path / "photos", tmp_path / "fused",
+                                          batch_size=2, figures=False, compile_decoding=True))
+    assert calls and [r["caption"] for r in fused] == [r["caption"] for r in eager]
+
+
 def test_video_file_and_frame_folder_equal_the_models_own_decoding(checkpoints, tmp_path):
     (tmp_path / "clips").mkdir()
     write_video(tmp_path / "clips" / "clip.mp4", [(200, 30, 30)] * 4 + [(30, 30, 200)] * 6)

@@ -80,3 +80,23 @@ def test_ddp_test_metrics_equal_one_process_metrics(tmp_path):
     metrics = metrics_one_process_and_ddp(common, keys, tmp_path, ("trainer.limit_train_batches=3",))
     assert metrics["single"]["test/perplexity"] >= 1.0
     assert metrics["ddp"] == pytest.approx(metrics["single"], abs=1e-5)
+
+
+def test_compile_decoding_scores_with_the_fused_kernel_and_decodes_the_same(make_cfg, monkeypatch, caplog):
+    """compile_decoding=true: beam search in validation and test runs through the compiled fused attention score
+    (torch.compile; needs a C++ compiler on the CPU) and gives the eager run's metrics. (The exponential form, which
+    the fused score computes, is switched on here whatever this CPU's capability.)"""
+    import modules.attention as attention_module
+
+    monkeypatch.setattr(attention_module, "EXP_FORM_CPU", (torch.backends.cpu.get_cpu_capability(),))
+    overrides = ["task=nmt", "model.attention=bahdanau", "trainer.fast_dev_run=true", *SMALL_DATA]
+    eager = run(make_cfg(*overrides))
+    forms = []
+    original = attention_module.compiled_score
+    monkeypatch.setattr(attention_module, "compiled_score", lambda: forms.append(1) or original())
+    with caplog.at_level("INFO", logger="suite.run"):
+        fused = run(make_cfg(*overrides, "compile_decoding=true"))
+    assert "compile_decoding: 1 additive attention(s) score decoding and evaluation" in caplog.text
+    assert forms, "the fused score was never called"
+    for key in ("val/bleu", "test/bleu", "test/perplexity"):
+        assert fused[key] == pytest.approx(eager[key], rel=1e-5, abs=1e-6), key

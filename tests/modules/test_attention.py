@@ -332,3 +332,52 @@ def test_a_mask_of_the_wrong_shape_is_named(kind):
         attention(query, keys, mask[:, :4])
     with pytest.raises(ValueError, match="mask has shape"):
         attention(query.unsqueeze(1), keys, mask.unsqueeze(1))
+
+
+@pytest.mark.parametrize("exp_form", [True, False])
+def test_fused_inference_scores_equal_the_eager_ones_and_training_stays_eager(monkeypatch, exp_form):
+    """compile_decoding's fused score (torch.compile, dynamic shapes) gives the eager scores for several queries per
+    key set and for one sample with one query; the tanh form and autograd stay eager."""
+    import modules.attention as attention_module
+
+    capability = torch.backends.cpu.get_cpu_capability()
+    monkeypatch.setattr(attention_module, "EXP_FORM_CPU", (capability,) if exp_form else ())
+    attention = make("additive")
+    query, keys, mask = inputs("additive")
+    queries = torch.randn(B, 3, DQ, generator=torch.Generator().manual_seed(7))       # [B, 3, Dq]
+    with torch.no_grad():
+        eager = [attention(queries, keys, mask), attention(query[:1], keys[:1], mask[:1])]
+        assert attention_module.fuse_additive_scores(torch.nn.Sequential(attention, make("additive", 1))) == 2
+        calls = []
+        original = attention_module.compiled_score
+        monkeypatch.setattr(attention_module, "compiled_score", lambda: calls.append(1) or original())
+        fused = [attention(queries, keys, mask), attention(query[:1], keys[:1], mask[:1])]
+    assert len(calls) == (2 if exp_form else 0) and attention.fused_inference
+    for (context, weights), (fused_context, fused_weights) in zip(eager, fused, strict=True):
+        torch.testing.assert_close(fused_weights, weights, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(fused_context, context, atol=1e-6, rtol=1e-5)
+    attention(queries, keys, mask)[0].sum().backward()                                  # autograd: eager
+    assert len(calls) == (2 if exp_form else 0) and all(p.grad is not None for p in attention.parameters())
+
+
+def test_a_fused_score_that_cannot_compile_falls_back_to_eager_with_a_warning(monkeypatch, caplog):
+    import modules.attention as attention_module
+
+    def no_compiler():
+        def call(*args):
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore lines")
+        return call
+
+    monkeypatch.setattr(attention_module, "EXP_FORM_CPU", (torch.backends.cpu.get_cpu_capability(),))
+    attention = make("additive")
+    query, keys, mask = inputs("additive")
+    with torch.no_grad():
+        expected = attention(query, keys, mask)
+        attention_module.fuse_additive_scores(attention)
+        monkeypatch.setattr(attention_module, "compiled_score", no_compiler)
+        with caplog.at_level("WARNING", logger="modules.attention"):
+            context, weights = attention(query, keys, mask)
+    assert "fused attention score unavailable, scoring eagerly instead: RuntimeError: InvalidCxxCompiler" in caplog.text
+    assert "more lines" not in caplog.text and not attention.fused_inference
+    torch.testing.assert_close(weights, expected[1])
+    torch.testing.assert_close(context, expected[0])
