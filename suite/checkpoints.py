@@ -79,12 +79,15 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, Vocabul
 
 
 def _load_with_entry(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(the suite entry, the whole checkpoint dict), or CheckpointError (see ``read_checkpoint``)."""
+    """(the suite entry, the whole checkpoint dict), or CheckpointError (see ``read_checkpoint``).
+
+    The file is memory-mapped: the entry and the tokenisers are read without reading the weights, which the model
+    loads once, by itself (eval.py and predict.py read a checkpoint's entry before loading its model)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as error:  # noqa: BLE001 - torch raises many kinds for a file that is not a checkpoint
         raise CheckpointError(f"cannot read checkpoint {path}: {type(error).__name__}: {error}") from error
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
