@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
 import torch
 
 import modules.attention as attention_module
@@ -18,10 +19,15 @@ def test_tiny_run_times_both_forms_and_restores_the_choice(tmp_path, monkeypatch
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     default = attention_module.EXP_FORM_CPU
-    seen = []
+    seen = []   # (the form the benchmark selected when precompute ran, the form precompute used)
     original = attention_module.AdditiveAttention.precompute
-    monkeypatch.setattr(attention_module.AdditiveAttention, "precompute",
-                        lambda self, keys: (lambda p: seen.append(p.exponential) or p)(original(self, keys)))
+
+    def spy(self, keys):
+        precomputed = original(self, keys)
+        seen.append((bool(attention_module.EXP_FORM_CPU), precomputed.exponential))
+        return precomputed
+
+    monkeypatch.setattr(attention_module.AdditiveAttention, "precompute", spy)
     threads = torch.get_num_threads()
     out = tmp_path / "forms.md"
     try:
@@ -29,9 +35,15 @@ def test_tiny_run_times_both_forms_and_restores_the_choice(tmp_path, monkeypatch
     finally:
         torch.set_num_threads(threads)
     assert attention_module.EXP_FORM_CPU == default
-    assert True in seen and False in seen                     # each form was used
+    # Each form, warm-up + 1 timed call of each part: score 2, batched search 2, per-sample loop 2 x 2 samples.
+    assert all(selected == used for selected, used in seen), seen
+    assert sum(used for _, used in seen) == 8 and sum(not used for _, used in seen) == 8
     text = out.read_text()
-    rows = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| ") and "---" not in line]
-    assert rows == ["form", "tanh", "exp"]
+    table = [[cell.strip() for cell in line.strip("|").split("|")] for line in text.splitlines()
+             if line.startswith("| ") and "---" not in line]
+    assert [row[0] for row in table] == ["form", "tanh", "exp"]
+    for _, score_ms, batched_s, per_sample_s, speed_up in table[1:]:
+        assert float(score_ms) > 0 and float(batched_s) > 0 and float(per_sample_s) > 0
+        assert float(speed_up.rstrip("x")) == pytest.approx(float(per_sample_s) / float(batched_s), rel=0.1)
     assert "Command: python benchmarks/additive_score_forms.py --batch 2" in text
     assert f"capability is {torch.backends.cpu.get_cpu_capability()}" in text
