@@ -17,9 +17,7 @@ max(1, --repeats // 3) calls). Prints a markdown table and writes it to benchmar
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,23 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 import modules.attention as attention_module  # noqa: E402
 from benchmarks import training_runs  # noqa: E402
-from benchmarks.beam_search import BOS, EOS, build_decoder, make_memory  # noqa: E402
+from benchmarks.beam_search import BOS, EOS, build_decoder, make_memory, timed  # noqa: E402
 from modules.beam_search import beam_search  # noqa: E402
-
-
-def interleaved(calls: dict[str, Callable[[], object]], repeats: int, setup: Callable[[str], None]) -> dict[str, float]:
-    """Median seconds of each call, the calls taking turns (``setup(name)`` before each), after one warm-up each."""
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for name, call in calls.items():
-        setup(name)
-        call()
-    for _ in range(repeats):
-        for name, call in calls.items():
-            setup(name)
-            start = time.perf_counter()
-            call()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -63,8 +46,15 @@ def main(argv: list[str] | None = None) -> None:
     capability, default = torch.backends.cpu.get_cpu_capability(), attention_module.EXP_FORM_CPU
     forms = {"tanh": (), "exp": (capability,)}          # the EXP_FORM_CPU tuple that selects each form here
 
-    def use(form: str) -> None:
-        attention_module.EXP_FORM_CPU = forms[form]
+    def in_each_form(call: Callable[[], object], repeats: int) -> dict[str, float]:
+        """Median seconds of ``call`` in each form, the forms taking turns (benchmarks/beam_search.py's timed)."""
+        def in_form(form: str) -> Callable[[], object]:
+            def switched() -> object:
+                attention_module.EXP_FORM_CPU = forms[form]
+                return call()
+            return switched
+        medians, _ = timed([in_form(form) for form in forms], repeats)
+        return dict(zip(forms, medians, strict=True))
 
     decoder = build_decoder().eval()
     memory = make_memory(args.batch)                                                     # [B, N, D]
@@ -87,9 +77,9 @@ def main(argv: list[str] | None = None) -> None:
             beam_search(decoder, single, None, BOS, EOS, beam_size=args.beam)
 
     try:
-        scores = interleaved({form: score for form in forms}, args.repeats, use)
-        batched_s = interleaved({form: batched for form in forms}, args.repeats, use)
-        per_sample_s = interleaved({form: per_sample for form in forms}, per_sample_repeats, use)
+        scores = in_each_form(score, args.repeats)
+        batched_s = in_each_form(batched, args.repeats)
+        per_sample_s = in_each_form(per_sample, per_sample_repeats)
     finally:
         attention_module.EXP_FORM_CPU = default
     used = "exp" if capability in default else "tanh"

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import NamedTuple
 
 import torch
@@ -145,15 +146,11 @@ def _fused_exp_score(keys: Tensor, queries: Tensor, v: Tensor) -> Tensor:
     return 2 * (v / (1 + keys.unsqueeze(1) * queries.unsqueeze(2))).sum(-1) - v.sum()
 
 
-_COMPILED_SCORE: list[Callable[[Tensor, Tensor, Tensor], Tensor]] = []
-
-
+@cache
 def compiled_score() -> Callable[[Tensor, Tensor, Tensor], Tensor]:
     """The fused exponential-form score, compiled on first use (dynamic shapes: beams and samples vary while
     decoding)."""
-    if not _COMPILED_SCORE:
-        _COMPILED_SCORE.append(torch.compile(_fused_exp_score, dynamic=True))
-    return _COMPILED_SCORE[0]
+    return torch.compile(_fused_exp_score, dynamic=True)
 
 
 def fuse_additive_scores(module: nn.Module) -> int:
