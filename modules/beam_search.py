@@ -130,106 +130,201 @@ def beam_search(decoder: StepDecoder, memory: Tensor, memory_mask: Tensor | None
         length_penalty: alpha of the GNMT length penalty (0 = none).
     """
     batch, positions = memory.shape[:2]
-    k = beam_size
-    device = memory.device
-    state = decoder.init_state(memory, memory_mask)                                       # one row per sample
-    precomputed = decoder.precompute(memory)                                              # once per sequence
-
-    # Rows of the running tensors belong to the samples still searching, `active` [A] (A = B at first), `beams`
-    # rows each: 1 at the first step (every beam would start from the same BOS, so only one is computed), then
-    # K; a sample that stops leaves them (its rows are dropped), so the step cost follows the samples still
-    # decoding instead of the longest one.
-    active = torch.arange(batch, device=device)                                           # [A] sample ids
-    beams = 1
-    tokens = torch.full((batch,), bos_id, dtype=torch.long, device=device)               # [A*beams]
-    beam_scores = torch.zeros(batch, 1, device=device)                                    # [A, beams]
-    history = torch.zeros(batch, 0, dtype=torch.long, device=device)                      # [A*beams, t]
-    attention = torch.zeros(batch, 0, positions, device=device)                           # [A*beams, t, N]
-
-    best_score = torch.full((batch,), float("-inf"), device=device)                       # [B]
-    best_log_prob = torch.full((batch,), float("-inf"), device=device)                    # [B]
-    best_length = torch.zeros(batch, dtype=torch.long, device=device)                     # [B] words
-    limit = step_limits(max_len, batch, device)                                           # [B]
+    limit = step_limits(max_len, batch, memory.device)                                    # [B]
     longest, shortest = (int(limit.max()), int(limit.min())) if batch else (0, 0)
-    best_tokens = torch.zeros(batch, longest, dtype=torch.long, device=device)            # [B, longest]
-    best_attention = torch.zeros(batch, longest, positions, device=device)                # [B, longest, N]
-    unfinished = torch.zeros(batch, dtype=torch.bool, device=device)                      # [B] no EOS by limit
-
+    search = _Search.start(decoder, memory, memory_mask, bos_id)
+    best = _Best.empty(batch, longest, positions, memory.device)
     for step in range(1, longest + 1):
-        logits, weights, state = decoder.step(tokens, state, memory, memory_mask, precomputed)
-        log_probs = torch.log_softmax(logits.float(), dim=-1)                             # [A*beams, V]
-        searching, vocab = active.numel(), log_probs.size(-1)
-        if vocab < 2:
-            raise ValueError("beam_search needs a vocabulary with at least one word besides EOS")
-        offsets = (torch.arange(searching, device=device) * beams).unsqueeze(1)           # [A, 1]
-        candidates = (beam_scores.view(-1, 1) + log_probs).view(searching, beams * vocab)  # [A, beams*V]
-        width = min(2 * k, beams * vocab)
-        top_scores, top_index = candidates.topk(width, dim=1)                             # [A, 2K] best first
-        top_tokens = top_index % vocab                                                    # [A, 2K]
-        top_source = offsets + torch.div(top_index, vocab, rounding_mode="floor")         # [A, 2K] row
-        ends = top_tokens == eos_id                                                       # [A, 2K]
-        rank = torch.arange(width, device=device)                                         # [2K]
-
-        # Finished hypotheses: EOS extensions ranked within the first K.
-        finishing = ends & (rank < k) & torch.isfinite(top_scores)                        # [A, 2K]
-        normalized = top_scores / length_penalty_factor(step, length_penalty)            # [A, 2K]
-        new_best, new_position = normalized.masked_fill(~finishing, float("-inf")).max(dim=1)  # [A]
-        improves = new_best > best_score[active]                                          # [A]
-        if improves.any():
-            samples = active[improves]                                                    # [I] sample ids
-            position = new_position[improves].unsqueeze(1)                                # [I, 1]
-            source = top_source[improves].gather(1, position).squeeze(1)                  # [I] rows
-            words = step - 1
-            best_score[samples] = new_best[improves]
-            best_log_prob[samples] = top_scores[improves].gather(1, position).squeeze(1)
-            best_length[samples] = words
-            best_tokens[samples, :words] = history.index_select(0, source)
-            best_attention[samples, :words] = attention.index_select(0, source)
-        done = ends[:, 0]                                      # [A] the best extension of all ends in EOS
+        logits, weights, search.state = decoder.step(search.tokens, search.state, search.memory, search.memory_mask,
+                                                     search.precomputed)                 # [A*beams, V], [A*beams, N]
+        candidates = _rank_candidates(search, logits, beam_size, eos_id)
+        _record_finished(best, search, candidates, beam_size, step, length_penalty)
+        done = candidates.ends[:, 0]                           # [A] the best extension of all ends in EOS
         if done.all():
             break
+        beams = _next_beams(candidates, beam_size, search.beams)
+        stop = done
+        if step >= shortest:  # no sample is at its own limit before the smallest one: no check, no host sync
+            expired = ~done & (limit[search.active] <= step)                              # [A]
+            _record_unfinished_at_limit(best, search, beams, weights, expired, step, length_penalty)
+            stop = done | expired                                                         # [A]
+            if stop.all():
+                break
+        _advance(search, _drop_stopped_rows(search, beams, stop), weights)
+    return best.decoded()
 
-        # Next beams: the K best extensions that do not end in EOS (there are at least K among 2K, since each
-        # beam has one EOS extension; fewer only if the vocabulary is tiny), kept in score order.
-        beams = min(k, beams * (vocab - 1))
-        order = (ends.long() * width + rank).topk(beams, dim=1, largest=False).indices   # [A, K]
-        beam_scores = top_scores.gather(1, order)                                         # [A, K]
-        source = top_source.gather(1, order)                                              # [A, K]
-        tokens = top_tokens.gather(1, order)                                              # [A, K]
-        # Samples at their own step limit stop; one with no finished hypothesis returns its best beam.
-        # (No sample can be at its limit before the smallest one: no check, no host sync, until then.)
-        expired = ~done & (limit[active] <= step) if step >= shortest else torch.zeros_like(done)   # [A]
-        never = expired & (best_score[active] == float("-inf"))                          # [A]
-        if step >= shortest and never.any():
-            samples, first = active[never], source[never, 0]                              # [U], [U] rows
-            best_log_prob[samples] = beam_scores[never, 0]
-            best_score[samples] = beam_scores[never, 0] / length_penalty_factor(step, length_penalty)
-            best_length[samples] = step
-            best_tokens[samples, :step] = torch.cat([history.index_select(0, first), tokens[never, :1]], dim=1)
-            last = weights.float().index_select(0, first).unsqueeze(1)                    # [U, 1, N]
-            best_attention[samples, :step] = torch.cat([attention.index_select(0, first), last], dim=1)
-            unfinished[samples] = True
-        stop = done | expired                                                             # [A]
-        if step >= shortest and stop.all():
-            break
-        source, tokens = source.view(-1), tokens.view(-1)                                 # [A*K]
-        if stop.any():  # drop the rows of the samples that stop
-            keep = ~stop                                                                  # [A]
-            source = source.view(searching, beams)[keep].view(-1)                        # [A'*K]
-            tokens = tokens.view(searching, beams)[keep].view(-1)                        # [A'*K]
-            beam_scores = beam_scores[keep]                                               # [A', K]
-            kept = keep.nonzero().squeeze(1)                                              # [A']
-            memory = memory.index_select(0, kept)                                         # [A', N, D]
-            memory_mask = None if memory_mask is None else memory_mask.index_select(0, kept)
-            precomputed = precomputed.select(kept)
-            active = active[keep]
-        # (index_select: row gathers by a long index are several times faster on the CPU than x[index])
-        history = torch.cat([history.index_select(0, source), tokens.unsqueeze(1)], dim=1)         # [A*K, t]
-        latest = weights.float().index_select(0, source).unsqueeze(1)                               # [A*K, 1, N]
-        attention = torch.cat([attention.index_select(0, source), latest], dim=1)                  # [A*K, t, N]
-        state = state.select(source)
 
-    return _decoded(best_tokens, best_length, best_score, best_log_prob, best_attention, ~unfinished)
+@dataclass
+class _Search:
+    """The running beam search: its rows belong to the A samples still searching, ``beams`` rows each."""
+
+    # A = B at first; a sample that stops leaves (its rows are dropped), so the step cost follows the samples still
+    # decoding instead of the longest one. ``beams`` is 1 at the first step (every beam would start from the same
+    # BOS, so only one is computed), then K (fewer while a tiny vocabulary has not K prefixes yet). The memory, its
+    # mask and its precomputed keys keep one row per sample, never copied for every beam.
+    active: Tensor              # [A] sample ids
+    beams: int                  # rows per sample
+    tokens: Tensor              # [A*beams] the last token of each beam (the decoder's next input)
+    scores: Tensor              # [A, beams] total log-probability of each beam
+    history: Tensor             # [A*beams, t] the words of each beam so far
+    attention: Tensor           # [A*beams, t, N] the attention of the step that emitted each word
+    state: Any                  # the decoder state, A*beams rows
+    memory: Tensor              # [A, N, D]
+    memory_mask: Tensor | None  # [A, N]
+    precomputed: Any            # the decoder's precomputed keys, A rows
+
+    @classmethod
+    def start(cls, decoder: StepDecoder, memory: Tensor, memory_mask: Tensor | None, bos_id: int) -> _Search:
+        """One BOS beam per sample, the decoder's initial state and its keys precomputed once per sequence."""
+        batch, positions = memory.shape[:2]
+        device = memory.device
+        return cls(active=torch.arange(batch, device=device),
+                   beams=1,
+                   tokens=torch.full((batch,), bos_id, dtype=torch.long, device=device),           # [B]
+                   scores=torch.zeros(batch, 1, device=device),                                     # [B, 1]
+                   history=torch.zeros(batch, 0, dtype=torch.long, device=device),                  # [B, 0]
+                   attention=torch.zeros(batch, 0, positions, device=device),                       # [B, 0, N]
+                   state=decoder.init_state(memory, memory_mask),
+                   memory=memory, memory_mask=memory_mask, precomputed=decoder.precompute(memory))
+
+
+@dataclass
+class _Best:
+    """The hypothesis each sample returns so far (score -inf: none yet)."""
+
+    score: Tensor       # [B] log_prob / length penalty
+    log_prob: Tensor    # [B]
+    length: Tensor      # [B] words
+    tokens: Tensor      # [B, longest] words, anything after length
+    attention: Tensor   # [B, longest, N]
+    unfinished: Tensor  # [B] bool: no EOS by the sample's limit (its best beam then)
+
+    @classmethod
+    def empty(cls, batch: int, longest: int, positions: int, device: torch.device) -> _Best:
+        """No hypothesis yet for any of ``batch`` samples."""
+        return cls(score=torch.full((batch,), float("-inf"), device=device),
+                   log_prob=torch.full((batch,), float("-inf"), device=device),
+                   length=torch.zeros(batch, dtype=torch.long, device=device),
+                   tokens=torch.zeros(batch, longest, dtype=torch.long, device=device),
+                   attention=torch.zeros(batch, longest, positions, device=device),
+                   unfinished=torch.zeros(batch, dtype=torch.bool, device=device))
+
+    def decoded(self) -> Decoded:
+        """The search's result: the padded Decoded form."""
+        return _decoded(self.tokens, self.length, self.score, self.log_prob, self.attention, ~self.unfinished)
+
+
+@dataclass
+class _Candidates:
+    """The best one-word extensions of each searching sample's beams (2K of them, fewer if V is tiny), best first."""
+
+    scores: Tensor  # [A, 2K] total log-probability
+    tokens: Tensor  # [A, 2K] the word each appends
+    source: Tensor  # [A, 2K] the row (beam) each extends
+    ends: Tensor    # [A, 2K] bool: the word is EOS
+    vocab: int      # V
+
+    @property
+    def rank(self) -> Tensor:
+        """[2K] the position of each extension (0 = best)."""
+        return torch.arange(self.scores.size(1), device=self.scores.device)
+
+
+@dataclass
+class _Beams:
+    """The next beams of each searching sample (K of them, fewer if V is tiny), best first."""
+
+    scores: Tensor  # [A, K] total log-probability
+    tokens: Tensor  # [A, K] the word each appends
+    source: Tensor  # [A, K] the row (beam) each extends
+
+
+def _rank_candidates(search: _Search, logits: Tensor, k: int, eos_id: int) -> _Candidates:
+    """logits [A*beams, V] -> the 2K best extensions of each sample (2K: at most K end in EOS, K others go on)."""
+    log_probs = torch.log_softmax(logits.float(), dim=-1)                                 # [A*beams, V]
+    searching, vocab, beams = search.active.numel(), log_probs.size(-1), search.beams
+    if vocab < 2:
+        raise ValueError("beam_search needs a vocabulary with at least one word besides EOS")
+    offsets = (torch.arange(searching, device=logits.device) * beams).unsqueeze(1)       # [A, 1] first row
+    totals = (search.scores.view(-1, 1) + log_probs).view(searching, beams * vocab)      # [A, beams*V]
+    scores, index = totals.topk(min(2 * k, beams * vocab), dim=1)                         # [A, 2K] best first
+    tokens = index % vocab                                                                # [A, 2K]
+    source = offsets + torch.div(index, vocab, rounding_mode="floor")                     # [A, 2K] row
+    return _Candidates(scores, tokens, source, tokens == eos_id, vocab)
+
+
+def _record_finished(best: _Best, search: _Search, candidates: _Candidates, k: int, step: int,
+                     length_penalty: float) -> None:
+    """EOS extensions ranked within the first K end hypotheses: keep each sample's best one that beats its best."""
+    # finite only: a word the decoder rules out (-inf) ends no hypothesis, even ranked within K in a tiny vocabulary
+    finishing = candidates.ends & (candidates.rank < k) & torch.isfinite(candidates.scores)   # [A, 2K]
+    normalized = candidates.scores / length_penalty_factor(step, length_penalty)            # [A, 2K]
+    new_best, position = normalized.masked_fill(~finishing, float("-inf")).max(dim=1)      # [A], [A]
+    improves = new_best > best.score[search.active]                                         # [A]
+    if improves.any():
+        samples = search.active[improves]                                                   # [I] sample ids
+        position = position[improves].unsqueeze(1)                                         # [I, 1]
+        source = candidates.source[improves].gather(1, position).squeeze(1)                 # [I] rows
+        words = step - 1                                                                    # EOS is no word
+        best.score[samples] = new_best[improves]
+        best.log_prob[samples] = candidates.scores[improves].gather(1, position).squeeze(1)
+        best.length[samples] = words
+        best.tokens[samples, :words] = search.history.index_select(0, source)
+        best.attention[samples, :words] = search.attention.index_select(0, source)
+
+
+def _next_beams(candidates: _Candidates, k: int, beams: int) -> _Beams:
+    """The K best extensions that do not end in EOS, kept in score order."""
+    # at least K among the 2K, since each beam has one EOS extension; fewer only if the vocabulary is tiny
+    width = candidates.scores.size(1)
+    count = min(k, beams * (candidates.vocab - 1))
+    # EOS extensions sort after all others (rank + 2K), the others keep their rank: the first K are the next beams
+    order = (candidates.ends.long() * width + candidates.rank).topk(count, dim=1, largest=False).indices   # [A, K]
+    return _Beams(candidates.scores.gather(1, order), candidates.tokens.gather(1, order),
+                  candidates.source.gather(1, order))
+
+
+def _record_unfinished_at_limit(best: _Best, search: _Search, beams: _Beams, weights: Tensor, expired: Tensor,
+                                step: int, length_penalty: float) -> None:
+    """Samples that stop at their step limit (``expired`` [A]) with no finished hypothesis return their best beam."""
+    never = expired & (best.score[search.active] == float("-inf"))                         # [A]
+    if not never.any():
+        return
+    samples, first = search.active[never], beams.source[never, 0]                            # [U], [U] rows
+    best.log_prob[samples] = beams.scores[never, 0]
+    best.score[samples] = beams.scores[never, 0] / length_penalty_factor(step, length_penalty)
+    best.length[samples] = step                                                              # no EOS: all words
+    best.tokens[samples, :step] = torch.cat([search.history.index_select(0, first), beams.tokens[never, :1]], dim=1)
+    last = weights.float().index_select(0, first).unsqueeze(1)                               # [U, 1, N]
+    best.attention[samples, :step] = torch.cat([search.attention.index_select(0, first), last], dim=1)
+    best.unfinished[samples] = True
+
+
+def _drop_stopped_rows(search: _Search, beams: _Beams, stop: Tensor) -> _Beams:
+    """Samples that stop (``stop`` [A]) leave: drop their memory, mask, precomputed keys and next beams."""
+    # (their decoder state rows go in _advance, which gathers only the kept beams' source rows)
+    if not stop.any():
+        return beams
+    keep = ~stop                                                                          # [A]
+    kept = keep.nonzero().squeeze(1)                                                      # [A']
+    # (index_select: row gathers by a long index are several times faster on the CPU than x[index])
+    search.memory = search.memory.index_select(0, kept)                                   # [A', N, D]
+    search.memory_mask = None if search.memory_mask is None else search.memory_mask.index_select(0, kept)
+    search.precomputed = search.precomputed.select(kept)
+    search.active = search.active[keep]                                                   # [A']
+    return _Beams(beams.scores[keep], beams.tokens[keep], beams.source[keep])             # [A', K] each
+
+
+def _advance(search: _Search, beams: _Beams, weights: Tensor) -> None:
+    """Move to ``beams``: each takes its source row's history, attention and state, plus its word and attention."""
+    # weights [A*beams, N]: this step's attention, by the rows before the step (as ``source`` counts them)
+    source, tokens = beams.source.view(-1), beams.tokens.view(-1)                          # [A*K], [A*K]
+    # (index_select: row gathers by a long index are several times faster on the CPU than x[index])
+    search.history = torch.cat([search.history.index_select(0, source), tokens.unsqueeze(1)], dim=1)  # [A*K, t]
+    latest = weights.float().index_select(0, source).unsqueeze(1)                                     # [A*K, 1, N]
+    search.attention = torch.cat([search.attention.index_select(0, source), latest], dim=1)         # [A*K, t, N]
+    search.state = search.state.select(source)
+    search.tokens, search.scores, search.beams = tokens, beams.scores, beams.scores.size(1)
 
 
 @torch.no_grad()

@@ -6,7 +6,22 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from modules.beam_search import Decoded, beam_search, greedy_decode, length_penalty_factor
+from modules.beam_search import (
+    Decoded,
+    _advance,
+    _Beams,
+    _Best,
+    _Candidates,
+    _drop_stopped_rows,
+    _next_beams,
+    _rank_candidates,
+    _record_finished,
+    _record_unfinished_at_limit,
+    _Search,
+    beam_search,
+    greedy_decode,
+    length_penalty_factor,
+)
 from modules.decoders import AttentionLSTMDecoder
 
 V, E, H, D, N, B = 12, 8, 16, 6, 5, 6
@@ -278,3 +293,119 @@ def test_poor_beams_that_end_early_do_not_stop_the_search_before_the_best_path_e
         assert g.tokens == [ScriptedDecoder.A] * ScriptedDecoder.LENGTH and g.finished
         assert b.tokens == g.tokens and b.finished
         assert b.score == pytest.approx(g.score, abs=1e-5)
+
+
+# The named steps of beam_search, one at a time on hand-made states (A searching samples, 2 beams each, N = 2).
+
+class RowState:
+    """A decoder state (or precomputed keys) that is just its rows: select reorders them."""
+
+    def __init__(self, rows: torch.Tensor) -> None:
+        self.rows = rows                                                           # [R]
+
+    def select(self, index: torch.Tensor) -> "RowState":
+        return RowState(self.rows.index_select(0, index))
+
+
+def hand_made_search(active: list[int], beams: int = 2, words: int = 2) -> _Search:
+    """A search over samples ``active`` with ``words`` words so far: beam row r holds words 10r, 10r + 1, ...,
+    attention rows r / 100 + the word position, state and keys the row ids."""
+    rows, samples = len(active) * beams, len(active)
+    history = 10 * torch.arange(rows).unsqueeze(1) + torch.arange(words)           # [A*beams, t]
+    attention = (torch.arange(rows).view(-1, 1, 1) / 100 + torch.arange(words).view(1, -1, 1)).expand(-1, -1, 2)
+    return _Search(active=torch.tensor(active), beams=beams, tokens=history[:, -1].clone(),
+                   scores=-torch.arange(rows, dtype=torch.float).view(samples, beams), history=history,
+                   attention=attention.clone(), state=RowState(torch.arange(rows)),
+                   memory=torch.arange(samples, dtype=torch.float).view(-1, 1, 1).expand(-1, 2, 3).clone(),
+                   memory_mask=torch.ones(samples, 2, dtype=torch.bool), precomputed=RowState(torch.arange(samples)))
+
+
+def test_rank_candidates_are_the_best_extensions_of_each_sample_over_all_its_beams():
+    search = hand_made_search([0, 1])                                              # beam scores [[0, -1], [-2, -3]]
+    logits = torch.randn(4, 5, generator=torch.Generator().manual_seed(0))         # [A*beams, V]
+    candidates = _rank_candidates(search, logits, k=2, eos_id=EOS)
+    log_probs = torch.log_softmax(logits, -1)
+    for a in range(2):   # every extension of sample a, sorted: the first 2K are the candidates
+        extensions = sorted(((search.scores[a, j] + log_probs[2 * a + j, w]).item(), 2 * a + j, w)
+                            for j in range(2) for w in range(5))[::-1][:4]
+        assert candidates.source[a].tolist() == [row for _, row, _ in extensions]
+        assert candidates.tokens[a].tolist() == [w for _, _, w in extensions]
+        assert candidates.scores[a].tolist() == pytest.approx([s for s, _, _ in extensions], abs=1e-6)
+        assert candidates.ends[a].tolist() == [w == EOS for _, _, w in extensions]
+
+
+def candidates_of(rows: list[list[tuple[float, int, int]]], vocab: int = 5) -> _Candidates:
+    """Hand-made candidates: per sample, (score, word, source row) best first."""
+    scores, tokens, source = (torch.tensor([[c[i] for c in row] for row in rows]) for i in range(3))
+    return _Candidates(scores.float(), tokens, source, tokens == EOS, vocab)
+
+
+def test_record_finished_keeps_eos_extensions_within_the_first_k_that_beat_the_best_so_far():
+    search = hand_made_search([0, 2])                                              # sample 1 has left
+    best = _Best.empty(3, 4, 2, torch.device("cpu"))
+    step = 3
+    candidates = candidates_of([[(-1.0, 5, 1), (-1.5, EOS, 0), (-2.0, EOS, 1), (-3.0, 6, 0)],   # EOS at rank 1: kept
+                                [(-1.0, 5, 2), (-1.5, 6, 3), (-2.0, EOS, 3), (-3.0, 6, 2)]])   # rank 2 > K: not
+    _record_finished(best, search, candidates, 2, step, 1.0)
+    assert best.score[0].item() == pytest.approx(-1.5 / length_penalty_factor(step, 1.0))
+    assert best.log_prob.tolist() == [-1.5, float("-inf"), float("-inf")]
+    assert best.length[0].item() == step - 1 and best.tokens[0, :2].tolist() == search.history[0].tolist()
+    assert torch.equal(best.attention[0, :2], search.attention[0])
+    # a worse ending later does not replace it; one that beats it does
+    _record_finished(best, search, candidates_of([[(-9.0, EOS, 1)] * 4, [(-9.0, 5, 2)] * 4]), 2, step, 0.0)
+    assert best.log_prob[0].item() == -1.5
+    _record_finished(best, search, candidates_of([[(-0.5, EOS, 1)] * 4, [(-9.0, 5, 2)] * 4]), 2, step, 0.0)
+    assert best.log_prob[0].item() == -0.5 and best.tokens[0, :2].tolist() == search.history[1].tolist()
+
+
+def test_next_beams_are_the_k_best_extensions_that_do_not_end():
+    candidates = candidates_of([[(-1.0, EOS, 0), (-1.5, 5, 1), (-2.0, EOS, 1), (-3.0, 6, 0)],
+                                [(-1.0, 5, 2), (-1.5, 6, 3), (-2.0, 7, 3), (-3.0, EOS, 2)]])
+    beams = _next_beams(candidates, 2, beams=2)
+    assert beams.scores.tolist() == [[-1.5, -3.0], [-1.0, -1.5]]
+    assert beams.tokens.tolist() == [[5, 6], [5, 6]] and beams.source.tolist() == [[1, 0], [2, 3]]
+    # a tiny vocabulary (one word and EOS) from one beam: a single next beam, however large K
+    tiny = candidates_of([[(-0.1, 0, 0), (-2.0, EOS, 0)]], vocab=2)
+    assert _next_beams(tiny, 5, beams=1).tokens.tolist() == [[0]]
+
+
+def test_record_unfinished_at_limit_returns_the_best_beam_of_expired_samples_with_no_ending():
+    search = hand_made_search([0, 1, 2])
+    best = _Best.empty(3, 5, 2, torch.device("cpu"))
+    best.score[1], best.log_prob[1] = -0.5, -0.75                                  # sample 1 has finished
+    beams = _Beams(torch.tensor([[-1.0, -2.0], [-1.0, -2.0], [-1.0, -2.0]]), torch.tensor([[7, 8]] * 3),
+                   torch.tensor([[1, 0], [3, 2], [5, 4]]))
+    weights = torch.arange(12, dtype=torch.float).view(6, 2)                       # [A*beams, N]
+    step = 3
+    _record_unfinished_at_limit(best, search, beams, weights, torch.tensor([True, True, False]), step, 1.0)
+    assert best.unfinished.tolist() == [True, False, False]                        # 2 is not at its limit
+    assert best.log_prob.tolist() == [-1.0, -0.75, float("-inf")]
+    assert best.score[0].item() == pytest.approx(-1.0 / length_penalty_factor(step, 1.0))
+    assert best.length[0].item() == step and best.tokens[0, :step].tolist() == [*search.history[1].tolist(), 7]
+    assert torch.equal(best.attention[0, :step], torch.cat([search.attention[1], weights[1:2]]))
+
+
+def test_drop_stopped_rows_removes_the_samples_that_stop_from_the_batch():
+    search = hand_made_search([0, 1, 2])
+    beams = _Beams(torch.tensor([[-1.0, -2.0], [-3.0, -4.0], [-5.0, -6.0]]), torch.tensor([[7, 8]] * 3),
+                   torch.tensor([[1, 0], [3, 2], [5, 4]]))
+    assert _drop_stopped_rows(search, beams, torch.tensor([False, False, False])) is beams
+    assert search.active.tolist() == [0, 1, 2] and search.memory.size(0) == 3
+    kept = _drop_stopped_rows(search, beams, torch.tensor([False, True, False]))
+    assert search.active.tolist() == [0, 2] and search.precomputed.rows.tolist() == [0, 2]
+    assert search.memory[:, 0, 0].tolist() == [0.0, 2.0] and search.memory_mask.shape == (2, 2)
+    assert kept.scores.tolist() == [[-1.0, -2.0], [-5.0, -6.0]] and kept.source.tolist() == [[1, 0], [5, 4]]
+
+
+def test_advance_moves_history_attention_and_state_to_the_next_beams():
+    search = hand_made_search([0, 2])
+    beams = _Beams(torch.tensor([[-1.0, -2.0], [-3.0, -4.0]]), torch.tensor([[7, 8], [9, 10]]),
+                   torch.tensor([[1, 1], [3, 2]]))
+    weights = torch.arange(8, dtype=torch.float).view(4, 2)                        # [A*beams, N]
+    history, attention = search.history, search.attention
+    _advance(search, beams, weights)
+    assert search.history.tolist() == [[*history[1].tolist(), 7], [*history[1].tolist(), 8],
+                                       [*history[3].tolist(), 9], [*history[2].tolist(), 10]]
+    assert torch.equal(search.attention, torch.cat([attention, weights.unsqueeze(1)], 1)[[1, 1, 3, 2]])
+    assert search.state.rows.tolist() == [1, 1, 3, 2] and search.tokens.tolist() == [7, 8, 9, 10]
+    assert search.scores is beams.scores and search.beams == 2
