@@ -3,10 +3,10 @@
     python benchmarks/additive_score_forms.py                       # batch 64, beam 5 (about a minute here)
     taskset -c 0,1 python benchmarks/additive_score_forms.py --threads 2
 
-Forms (``modules.attention``): "tanh" = v^T tanh(U k + b + W q); "exp" = 2 v^T / (1 + exp(-2 (U k + b)) exp(-2 W q))
-- sum(v), with the key factor computed once per sequence. Inference uses "exp" on CPUs whose capability is in
-``EXP_FORM_CPU`` (AVX2 and below, where PyTorch's tanh is slow); this benchmark switches that tuple to time both
-on whatever CPU runs it, so the choice can be checked on a new CPU.
+Forms (``modules.additive_score_cpu``): "tanh" = v^T tanh(U k + b + W q); "exp" = 2 v^T / (1 + exp(-2 (U k + b))
+exp(-2 W q)) - sum(v), with the key factor computed once per sequence. Inference uses "exp" on CPUs whose capability
+is in ``EXP_FORM_CPU`` (AVX2 and below, where PyTorch's tanh is slow); this benchmark switches that tuple to time
+both on whatever CPU runs it, so the choice can be checked on a new CPU.
 
 Measured, the form taking turns call by call (so drifts in the machine's speed affect both alike): the score of
 batch x beam queries over the keys (medians of --repeats groups of 10 calls), and on ``benchmarks/beam_search.py``'s
@@ -26,9 +26,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import modules.attention as attention_module  # noqa: E402
 from benchmarks import training_runs  # noqa: E402
 from benchmarks.beam_search import BOS, EOS, build_decoder, make_memory, timed  # noqa: E402
+from modules import additive_score_cpu  # noqa: E402
 from modules.beam_search import beam_search  # noqa: E402
 
 
@@ -43,14 +43,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     per_sample_repeats = max(1, args.repeats // 3)
-    capability, default = torch.backends.cpu.get_cpu_capability(), attention_module.EXP_FORM_CPU
+    capability, default = torch.backends.cpu.get_cpu_capability(), additive_score_cpu.EXP_FORM_CPU
     forms = {"tanh": (), "exp": (capability,)}          # the EXP_FORM_CPU tuple that selects each form here
 
     def in_each_form(call: Callable[[], object], repeats: int) -> dict[str, float]:
         """Median seconds of ``call`` in each form, the forms taking turns (benchmarks/beam_search.py's timed)."""
         def in_form(form: str) -> Callable[[], object]:
             def switched() -> object:
-                attention_module.EXP_FORM_CPU = forms[form]
+                additive_score_cpu.EXP_FORM_CPU = forms[form]
                 return call()
             return switched
         medians, _ = timed([in_form(form) for form in forms], repeats)
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
         batched_s = in_each_form(batched, args.repeats)
         per_sample_s = in_each_form(per_sample, per_sample_repeats)
     finally:
-        attention_module.EXP_FORM_CPU = default
+        additive_score_cpu.EXP_FORM_CPU = default
     used = "exp" if capability in default else "tanh"
     lines = [f"| form | score of {args.batch}x{args.beam} queries ms (with precompute / 10) | batched beam search s | "
              "per-sample s | speed-up |", "|---|---|---|---|---|"]

@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import training_runs  # noqa: E402
-from modules.attention import fuse_additive_scores  # noqa: E402
+from modules.additive_score_cpu import fuse_additive_scores  # noqa: E402
 from modules.beam_search import Hypothesis, beam_search, greedy_decode  # noqa: E402
 from modules.decoders import AttentionLSTMDecoder  # noqa: E402
 

@@ -23,17 +23,12 @@ as without it.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
-from dataclasses import dataclass
-from functools import cache
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical
-
-log = logging.getLogger(__name__)
 
 ATTENTION_KINDS = {
     "additive": "additive", "bahdanau": "additive",
@@ -50,16 +45,13 @@ class PrecomputedKeys:
     Attributes:
         projected: [B, N, H] (additive: U k + b; multiplicative: tanh(U k + b)), [B, N, Dq] (general: W k), or
             the keys themselves (dot).
-        exponential: additive only: ``projected`` holds exp(-2 (U k + b)), for the score's exponential form
-            (see ``EXP_FORM_CPU``), computed here once per sequence instead of at every decoding step.
     """
 
     projected: Tensor
-    exponential: bool = False
 
     def select(self, index: Tensor) -> PrecomputedKeys:
         """Rows index [B'] (e.g. the samples a beam search still decodes) -> precomputed keys of batch B'."""
-        return PrecomputedKeys(self.projected.index_select(0, index), self.exponential)
+        return replace(self, projected=self.projected.index_select(0, index))   # keeps a subclass and its fields
 
 
 def masked_softmax(scores: Tensor, mask: Tensor | None) -> Tensor:
@@ -120,56 +112,12 @@ class Attention(nn.Module):
         return (context.squeeze(1), weights.squeeze(1)) if single else (context, weights)
 
 
-CPU_SCORE_CHUNK = 1 << 20   # elements (4 MiB of float32) of the additive [B, Q, N, H] intermediate per chunk
-# PyTorch's CPU tanh is vectorised for AVX-512 but slow below it: on an AVX2-only AMD EPYC a 2.6M-element tanh took
-# 4.4 ms and sigmoid 1.2-2.1 ms. There, when the keys are precomputed without autograd (beam search, greedy decoding,
-# evaluation), the additive score uses v^T tanh(x) = 2 v^T sigmoid(2x) - sum(v) with x = (U k + b) + W q and
-#     sigmoid(2x) = 1 / (1 + exp(-2 (U k + b)) * exp(-2 W q)),
-# the key factor computed once per sequence and the query factor once per step, so the [B, Q, N, H] work per step is
-# a multiply-add and a reciprocal instead of an exponential (same scores to float rounding, ~1e-6; training keeps
-# the tanh graph). Keys with |U k + b| > EXP_FORM_KEY_LIMIT are scored with tanh: within it their factor is a finite,
-# non-zero float (e^+-80), so a product with any query factor (0 or inf included) is never inf * 0 = NaN.
-EXP_FORM_CPU = ("DEFAULT", "AVX2")
-EXP_FORM_KEY_LIMIT = 40.0
-
-
-def exp_form_is_faster(device: torch.device) -> bool:
-    return device.type == "cpu" and torch.backends.cpu.get_cpu_capability() in EXP_FORM_CPU
-
-
-# Fused exponential-form scores (``fuse_additive_scores``; train.py / predict.py's compile_decoding=true): one compiled
-# loop per score instead of a [B, Q, N, H] intermediate written and read by three eager ops (on the AVX2 CPU: 0.36 ms
-# instead of 3.2 ms for 64 x 5 queries over 64 keys; beam search at batch 64 about 20% faster). Only the exponential
-# form: a compiled tanh form was slower than the eager one on an AVX-512 Xeon and level on an H200.
-def _fused_exp_score(keys: Tensor, queries: Tensor, v: Tensor) -> Tensor:
-    """Key factors exp(-2 (U k + b)) [b, N, H], query factors exp(-2 W q) [b, Q, H], v [H] -> scores [b, Q, N]."""
-    return 2 * (v / (1 + keys.unsqueeze(1) * queries.unsqueeze(2))).sum(-1) - v.sum()
-
-
-@cache
-def compiled_score() -> Callable[[Tensor, Tensor, Tensor], Tensor]:
-    """The fused exponential-form score, compiled on first use (dynamic shapes: beams and samples vary while
-    decoding)."""
-    return torch.compile(_fused_exp_score, dynamic=True)
-
-
-def fuse_additive_scores(module: nn.Module) -> int:
-    """Every AdditiveAttention inside ``module`` scores with the compiled fused kernel where it uses the exponential
-    form (inference on CPUs in EXP_FORM_CPU) -> how many attentions. Training (autograd) and the tanh form stay
-    eager. If compiling fails (inductor needs a C++ compiler), a warning is logged and the attention goes back to
-    eager scores."""
-    attentions = [m for m in module.modules() if isinstance(m, AdditiveAttention)]
-    for attention in attentions:
-        attention.fused_inference = True
-    return len(attentions)
-
-
 class AdditiveAttention(Attention):
-    """Bahdanau et al. 2015 / Xu et al. 2015: score(q, k) = v^T tanh(W q + U k + b).
+    """Bahdanau et al. 2015 / Xu et al. 2015: score(q, k) = v^T tanh(W q + U k + b); U k + b is precomputed once
+    per sequence.
 
-    On the CPU the [B, Q, N, H] intermediate is computed a few samples at a time (about 4 MiB each), so it stays
-    in cache instead of being a fresh allocation of B * Q * N * H floats at every step: beam search over 1,280
-    beams runs about 4x faster (`benchmarks/beam_search.py --sizes 256`). On GPUs it is one kernel per step.
+    ``build_attention`` builds the subclass ``modules.additive_score_cpu.CPUAdditiveAttention``, which computes the
+    same scores faster on the CPU.
     """
 
     def __init__(self, query_dim: int, key_dim: int, hidden_dim: int) -> None:
@@ -183,48 +131,15 @@ class AdditiveAttention(Attention):
         self.query_proj = nn.Linear(query_dim, hidden_dim, bias=False)
         self.key_proj = nn.Linear(key_dim, hidden_dim)
         self.v = nn.Linear(hidden_dim, 1, bias=False)
-        self.fused_inference = False   # see fuse_additive_scores
 
     def precompute(self, keys: Tensor) -> PrecomputedKeys:
-        projected = self.key_proj(keys)                                                 # [B, N, H]
-        if (exp_form_is_faster(projected.device) and not projected.requires_grad and projected.numel()
-                and projected.abs().amax() <= EXP_FORM_KEY_LIMIT):
-            return PrecomputedKeys(projected.mul_(-2).exp_(), exponential=True)          # exp(-2 (U k + b))
-        return PrecomputedKeys(projected)
+        return PrecomputedKeys(self.key_proj(keys))                                      # [B, N, H] U k + b
 
     def score(self, query: Tensor, precomputed: PrecomputedKeys) -> Tensor:
-        keys, queries = precomputed.projected, self.query_proj(query)                   # [B, N, H], [B, Q, H]
-        if precomputed.exponential:
-            queries = queries.mul(-2).exp_()                                             # [B, Q, H] exp(-2 W q)
-            if self.fused_inference and not torch.is_grad_enabled():
-                scores = self._fused_score(keys, queries)
-                if scores is not None:
-                    return scores
-        batch, per_sample = keys.size(0), queries.size(1) * keys.size(1) * keys.size(2)
-        chunk = max(1, CPU_SCORE_CHUNK // per_sample) if keys.device.type == "cpu" else batch
-        if chunk >= batch:
-            return self._score(keys, queries, precomputed.exponential)
-        return torch.cat([self._score(keys[s:s + chunk], queries[s:s + chunk], precomputed.exponential)
-                          for s in range(0, batch, chunk)])
+        return self._score(precomputed.projected, self.query_proj(query))               # [B, N, H], [B, Q, H]
 
-    def _fused_score(self, keys: Tensor, queries: Tensor) -> Tensor | None:
-        """Key and query factors -> the compiled fused score [B, Q, N], or None (eager from now on) if it cannot be
-        compiled here."""
-        try:
-            return compiled_score()(keys, queries, self.v.weight.view(-1))
-        except Exception as error:  # noqa: BLE001 - any compiler failure: the eager score is the same function
-            log.warning(f"fused attention score unavailable, scoring eagerly instead: {type(error).__name__}: "
-                        f"{str(error).splitlines()[0] if str(error) else ''}")
-            self.fused_inference = False
-            return None
-
-    def _score(self, keys: Tensor, queries: Tensor, exponential: bool = False) -> Tensor:
-        """keys [b, N, H], projected queries [b, Q, H] (their factors exp(-2 .) when ``exponential``) -> scores
-        [b, Q, N]."""
-        if exponential:   # v^T tanh(x) = 2 v^T sigmoid(2x) - sum(v), sigmoid(2x) = 1 / (1 + keys * queries)
-            one = keys.new_ones(())
-            hidden = torch.addcmul(one, keys.unsqueeze(1), queries.unsqueeze(2)).reciprocal_()  # [b, Q, N, H]
-            return (2 * self.v(hidden) - self.v.weight.sum()).squeeze(-1)                 # [b, Q, N]
+    def _score(self, keys: Tensor, queries: Tensor) -> Tensor:
+        """keys U k + b [b, N, H], queries W q [b, Q, H] -> scores v^T tanh(W q + U k + b) [b, Q, N]."""
         hidden = (keys.unsqueeze(1) + queries.unsqueeze(2)).tanh_()                      # [b, Q, N, H]
         return self.v(hidden).squeeze(-1)                                                 # [b, Q, N]
 
@@ -301,7 +216,9 @@ def build_attention(kind: str, query_dim: int, key_dim: int, hidden_dim: int) ->
     if canonical is None:
         raise ValueError(f"unknown attention kind {kind!r}; valid choices: {', '.join(ATTENTION_KINDS)}")
     if canonical == "additive":
-        return AdditiveAttention(query_dim, key_dim, hidden_dim)
+        from modules.additive_score_cpu import CPUAdditiveAttention  # here: that module imports this one
+
+        return CPUAdditiveAttention(query_dim, key_dim, hidden_dim)
     if canonical == "multiplicative":
         return MultiplicativeAttention(query_dim, key_dim, hidden_dim)
     if canonical == "general":

@@ -18,7 +18,7 @@ from PIL import Image
 from pytorch_lightning.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader
 
-from modules.attention import fuse_additive_scores
+from modules.additive_score_cpu import fuse_additive_scores
 from suite.checkpoints import load_checkpoint
 from suite.precision import log_resolution, resolve_precision
 from suite.prediction_inputs import classify

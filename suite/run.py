@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
-from modules.attention import fuse_additive_scores
+from modules.additive_score_cpu import fuse_additive_scores
 from suite.checkpoints import ConfigInCheckpoint
 from suite.evaluation import adopt_vocabularies, evaluated_split, with_checkpoint_task
 from suite.precision import log_resolution, resolve_precision

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import modules.attention as attention_module
+import modules.additive_score_cpu as score_cpu
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "additive_score_forms.py"
 
@@ -18,23 +18,23 @@ def test_tiny_run_times_both_forms_and_restores_the_choice(tmp_path, monkeypatch
     spec = importlib.util.spec_from_file_location("benchmark_additive_score_forms", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    default = attention_module.EXP_FORM_CPU
+    default = score_cpu.EXP_FORM_CPU
     seen = []   # (the form the benchmark selected when precompute ran, the form precompute used)
-    original = attention_module.AdditiveAttention.precompute
+    original = score_cpu.CPUAdditiveAttention.precompute
 
     def spy(self, keys):
         precomputed = original(self, keys)
-        seen.append((bool(attention_module.EXP_FORM_CPU), precomputed.exponential))
+        seen.append((bool(score_cpu.EXP_FORM_CPU), isinstance(precomputed, score_cpu.ExpFormKeys)))
         return precomputed
 
-    monkeypatch.setattr(attention_module.AdditiveAttention, "precompute", spy)
+    monkeypatch.setattr(score_cpu.CPUAdditiveAttention, "precompute", spy)
     threads = torch.get_num_threads()
     out = tmp_path / "forms.md"
     try:
         module.main(["--batch", "2", "--beam", "2", "--repeats", "1", "--threads", "1", "--out", str(out)])
     finally:
         torch.set_num_threads(threads)
-    assert attention_module.EXP_FORM_CPU == default
+    assert score_cpu.EXP_FORM_CPU == default
     # Each form, warm-up + 1 timed call of each part: score 2, batched search 2, per-sample loop 2 x 2 samples.
     assert all(selected == used for selected, used in seen), seen
     assert sum(used for _, used in seen) == 8 and sum(not used for _, used in seen) == 8

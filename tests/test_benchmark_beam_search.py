@@ -71,11 +71,11 @@ def test_main_writes_the_table_and_exits_zero(bench: ModuleType, tmp_path: Path)
 def test_fused_score_run_compiles_the_score_and_keeps_outputs_identical(bench: ModuleType, monkeypatch) -> None:
     """--fused-score: both paths score through the compiled fused kernel (forced on whatever this CPU's capability)
     and batched still equals per-sample."""
-    import modules.attention as attention_module
+    import modules.additive_score_cpu as score_cpu
 
-    monkeypatch.setattr(attention_module, "EXP_FORM_CPU", (torch.backends.cpu.get_cpu_capability(),))
+    monkeypatch.setattr(score_cpu, "EXP_FORM_CPU", (torch.backends.cpu.get_cpu_capability(),))
     calls = []
-    original = attention_module.compiled_score
-    monkeypatch.setattr(attention_module, "compiled_score", lambda: calls.append(1) or original())
+    original = score_cpu.compiled_score
+    monkeypatch.setattr(score_cpu, "compiled_score", lambda: calls.append(1) or original())
     report = bench.run([3], beam=2, max_len=5, repeats=1, fused_score=True)
     assert report.identical and calls

@@ -137,15 +137,15 @@ def test_captioning_equals_the_models_own_beam_search(checkpoints, tmp_path):
 
 
 def test_compile_decoding_gives_the_same_captions_through_the_fused_score(checkpoints, tmp_path, monkeypatch):
-    import modules.attention as attention_module
+    import modules.additive_score_cpu as score_cpu
 
-    monkeypatch.setattr(attention_module, "EXP_FORM_CPU", (torch.backends.cpu.get_cpu_capability(),))
+    monkeypatch.setattr(score_cpu, "EXP_FORM_CPU", (torch.backends.cpu.get_cpu_capability(),))
     draw_images(tmp_path / "photos", 2)
     eager = run_prediction(predict_config(checkpoints["captioning"], tmp_path / "photos", tmp_path / "eager",
                                           batch_size=2, figures=False))
     calls = []
-    original = attention_module.compiled_score
-    monkeypatch.setattr(attention_module, "compiled_score", lambda: calls.append(1) or original())
+    original = score_cpu.compiled_score
+    monkeypatch.setattr(score_cpu, "compiled_score", lambda: calls.append(1) or original())
     fused = run_prediction(predict_config(checkpoints["captioning"], tmp_path / "photos", tmp_path / "fused",
                                           batch_size=2, figures=False, compile_decoding=True))
     assert calls and [r["caption"] for r in fused] == [r["caption"] for r in eager]

@@ -86,14 +86,14 @@ def test_compile_decoding_scores_with_the_fused_kernel_and_decodes_the_same(make
     """compile_decoding=true: beam search in validation and test runs through the compiled fused attention score
     (torch.compile; needs a C++ compiler on the CPU) and gives the eager run's metrics. (The exponential form, which
     the fused score computes, is switched on here whatever this CPU's capability.)"""
-    import modules.attention as attention_module
+    import modules.additive_score_cpu as score_cpu
 
-    monkeypatch.setattr(attention_module, "EXP_FORM_CPU", (torch.backends.cpu.get_cpu_capability(),))
+    monkeypatch.setattr(score_cpu, "EXP_FORM_CPU", (torch.backends.cpu.get_cpu_capability(),))
     overrides = ["task=nmt", "model.attention=bahdanau", "trainer.fast_dev_run=true", *SMALL_DATA]
     eager = run(make_cfg(*overrides))
     forms = []
-    original = attention_module.compiled_score
-    monkeypatch.setattr(attention_module, "compiled_score", lambda: forms.append(1) or original())
+    original = score_cpu.compiled_score
+    monkeypatch.setattr(score_cpu, "compiled_score", lambda: forms.append(1) or original())
     with caplog.at_level("INFO", logger="suite.run"):
         fused = run(make_cfg(*overrides, "compile_decoding=true"))
     assert "compile_decoding: 1 additive attention(s) score decoding and evaluation" in caplog.text
