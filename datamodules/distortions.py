@@ -20,8 +20,8 @@ cluttered the placement range is chosen after the shrink) by the largest factor 
 Batching: :func:`sample_warps`, :func:`render_batch` and :func:`distort_batch` work on a batch of
 digits (each with its own generator) with array operations over the batch and one ``grid_sample``
 per batch; only the cheap random draws loop over the digits, each digit drawing from its own
-generator in a fixed order. The one-digit functions (:func:`sample_warp`, :func:`render`,
-:func:`distort`) are the batched ones with a batch of one, so both give the same result for a digit.
+generator in a fixed order. The one-digit functions (:func:`render`, :func:`distort`) are the
+batched ones with a batch of one, so both give the same result for a digit.
 Every geometric step works per digit (elementwise arithmetic with explicit 3x3 products instead of
 BLAS, one LAPACK solve or inverse per matrix, min/max over each digit's own points), so a digit's
 result does not depend on the batch it is in.
@@ -47,9 +47,7 @@ __all__ = [
     "distort_batch",
     "render",
     "render_batch",
-    "sample_warp",
     "sample_warps",
-    "source_points",
 ]
 
 DISTORTIONS = ("none", "r", "rts", "p", "e", "cluttered")
@@ -482,11 +480,6 @@ def _elastic_box(h: np.ndarray, control: np.ndarray, mask: np.ndarray, size: int
     return np.stack([*lo, *hi], 1)
 
 
-def sample_warp(digit: np.ndarray, kind: str, rng: np.random.Generator) -> Warp:
-    """Sample the distortion ``kind`` for ``digit`` [28, 28] uint8 (see module docstring)."""
-    return sample_warps(np.asarray(digit)[None], kind, [rng])[0]
-
-
 def _source_points(
     out_from_src: np.ndarray, control: np.ndarray | None, size: int, x: np.ndarray, y: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -497,15 +490,6 @@ def _source_points(
         dx, dy = _displacement(control, x, y, size)
         sx, sy = sx + dx, sy + dy
     return sx, sy
-
-
-def source_points(warp: Warp, out_pts: np.ndarray) -> np.ndarray:
-    """The mapping itself: output pixel coords [M, 2] (x, y) -> source pixel coords [M, 2]."""
-    out_pts = np.asarray(out_pts, dtype=np.float64)
-    control = None if warp.control is None else warp.control[None]
-    x, y = out_pts[None, None, :, 0], out_pts[None, None, :, 1]  # [1, 1, M] each
-    sx, sy = _source_points(warp.out_from_src[None], control, warp.size, x, y)  # [1, 1, M] each
-    return np.stack([sx[0, 0], sy[0, 0]], 1)
 
 
 def render_batch(digits: np.ndarray, warps: Warps) -> torch.Tensor:

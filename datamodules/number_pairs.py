@@ -1,7 +1,7 @@
 """Embedded translation data: a number written out in one language -> the same number in another (``num2words``).
 
-``number_pairs("en", "fr")`` gives real-language sentence pairs such as ``"two hundred and eighty-one"`` ->
-``"deux cent quatre-vingt-un"``, with no download. Any two languages of ``num2words.CONVERTER_CLASSES`` work.
+``generate_number_pairs("en", "fr")`` gives real-language sentence pairs such as ``"two hundred and eighty-one"``
+-> ``"deux cent quatre-vingt-un"``, with no download. Any two languages of ``num2words.CONVERTER_CLASSES`` work.
 
 How the numbers are chosen:
 
@@ -55,7 +55,6 @@ __all__ = [
     "check_language",
     "generate_number_pairs",
     "make_number_splits",
-    "number_pairs",
     "number_text",
     "split_numbers",
     "supported_forms",
@@ -307,30 +306,6 @@ def generate_number_pairs(
         out.numbers.append(number)
         out.forms_used.append(form)
     return out
-
-
-def number_pairs(
-    source_lang: str = "en",
-    target_lang: str = "fr",
-    split: str = "train",
-    size: int = 20000,
-    max_number: int = 999_999,
-    seed: int = 0,
-    forms: Sequence[str] = ("cardinal",),
-    return_numbers: bool = False,
-) -> tuple[list[str], list[str]] | tuple[list[str], list[str], list[int]]:
-    """``(sources, targets)`` of one split (``(sources, targets, numbers)`` with ``return_numbers``).
-
-    Deterministic by ``(seed, split)``; see :func:`generate_number_pairs` for the arguments.
-    """
-    pairs = generate_number_pairs(source_lang, target_lang, split, size, max_number, seed, forms)
-    if pairs.skipped:
-        log.info(
-            "%s -> %s %s: skipped %d numbers num2words cannot write", source_lang, target_lang, split, pairs.skipped
-        )
-    if return_numbers:
-        return pairs.sources, pairs.targets, pairs.numbers
-    return pairs.sources, pairs.targets
 
 
 def make_number_splits(

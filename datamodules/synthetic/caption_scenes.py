@@ -28,10 +28,8 @@ __all__ = [
     "CaptionScene",
     "CaptionScenes",
     "describe",
-    "ground_word",
     "relation",
     "sample_objects",
-    "vocabulary_words",
 ]
 
 MAX_OBJECTS = 3  # the caption templates cover 1-3 objects
@@ -215,23 +213,6 @@ def describe(objects: Sequence[SceneObject], rng: np.random.Generator, num_capti
             if len(captions) == num_captions:
                 break
     return captions
-
-
-def vocabulary_words() -> list[str]:
-    """Every word the caption templates can produce, sorted."""
-    words = set(_FILLER.split()) | set(COLOURS) | set(SHAPES) | set(SIZES)
-    words |= {w for phrases in _REL_PHRASES.values() for p in phrases for w in p.split()}
-    return sorted(words)
-
-
-def ground_word(word: str, names: Sequence[tuple[str, str]]) -> list[int]:
-    """Indices of the objects a caption word names: a shape word -> objects of that shape, a colour word ->
-    objects of that colour, any other word -> []. ``names`` are the (colour, shape) of each object."""
-    if word in SHAPES:
-        return [k for k, (_, shape) in enumerate(names) if shape == word]
-    if word in COLOURS:
-        return [k for k, (colour, _) in enumerate(names) if colour == word]
-    return []
 
 
 # ---------------------------------------------------------------- the dataset

@@ -41,9 +41,7 @@ __all__ = [
     "EventClips",
     "ObjectTrack",
     "describe_events",
-    "ground_word_to_frames",
     "sample_clip",
-    "vocabulary_words",
 ]
 
 MIN_SEGMENT = 4  # frames per event segment
@@ -115,18 +113,6 @@ def _phrases(kind: str, argument: str | None) -> list[str]:
 def _verb_words(kind: str, argument: str | None) -> tuple[str, ...]:
     words = {w for p in _phrases(kind, argument) for w in p.split()} - _FUNCTION_WORDS
     return tuple(sorted(words))
-
-
-def ground_word_to_frames(word: str, events: Sequence[Event]) -> list[int]:
-    """Sorted frame indices of the events whose colour, shape, size or verb words include ``word``.
-
-    Any other word (articles, connectives, "it") -> ``[]``. Used to score temporal attention.
-    """
-    frames: set[int] = set()
-    for ev in events:
-        if word in (ev.colour, ev.shape, ev.size) or word in ev.verb_words:
-            frames.update(range(*ev.frames))
-    return sorted(frames)
 
 
 # ---------------------------------------------------------------- planning
@@ -356,15 +342,6 @@ def describe_events(events: Sequence[Event], rng: np.random.Generator, num_capti
             if len(captions) == num_captions:
                 break
     return captions
-
-
-def vocabulary_words() -> list[str]:
-    """Every word the caption templates can produce, sorted."""
-    words = set(_FILLER.split()) | set(COLOURS) | set(SHAPES) | set(SIZES)
-    for kind, args in (("appears", [None]), ("disappears", [None]), ("moves", DIRECTIONS), ("changes", COLOURS)):
-        for arg in args:
-            words |= {w for p in _phrases(kind, arg) for w in p.split()}
-    return sorted(words)
 
 
 # ---------------------------------------------------------------- the dataset

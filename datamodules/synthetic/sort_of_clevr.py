@@ -46,7 +46,6 @@ __all__ = [
     "SortOfClevr",
     "answer",
     "ask",
-    "question_vocabulary_words",
     "sample_objects",
 ]
 
@@ -199,14 +198,6 @@ def ask(
         ans, involved = answer(objects, about, qtype, image_size)
         questions.append(Question(text, ans, kind, qtype, involved, image_index))
     return questions
-
-
-def question_vocabulary_words() -> list[str]:
-    """Every word any question template can produce, sorted."""
-    words = set(COLOURS_ORDER)
-    for templates in _TEMPLATES.values():
-        words |= {w for t in templates for w in t.split() if w != "{c}"}
-    return sorted(words)
 
 
 # ---------------------------------------------------------------- the dataset

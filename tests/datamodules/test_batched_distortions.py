@@ -8,8 +8,9 @@ from torch.utils.data import default_collate
 
 import datamodules.distortions as distortions
 from datamodules.digits import DistortedDigits, load_mnist5k
-from datamodules.distortions import DISTORTIONS, distort, distort_batch, sample_warp, sample_warps
+from datamodules.distortions import DISTORTIONS, distort, distort_batch, sample_warps
 from datamodules.sampling import make_dataloader
+from tests.datamodules.distortion_helpers import sample_warp
 
 EPOCHS = (0, 1, 5)
 

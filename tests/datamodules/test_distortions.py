@@ -6,15 +6,8 @@ import pytest
 import torch
 
 from datamodules.digits import load_mnist5k
-from datamodules.distortions import (
-    DISTORTIONS,
-    Warp,
-    canvas_size,
-    distort,
-    render,
-    sample_warp,
-    source_points,
-)
+from datamodules.distortions import DISTORTIONS, Warp, canvas_size, distort, render
+from tests.datamodules.distortion_helpers import sample_warp, source_points
 
 RANDOM_KINDS = [k for k in DISTORTIONS if k != "none"]
 

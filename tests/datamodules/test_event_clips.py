@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pytest
 
-from datamodules.synthetic.event_clips import (
-    MIN_SEGMENT,
-    Event,
-    EventClips,
-    ground_word_to_frames,
-    vocabulary_words,
-)
-from datamodules.synthetic.shapes import COLOURS
+from datamodules.synthetic.event_clips import _FILLER, DIRECTIONS, MIN_SEGMENT, Event, EventClips, _phrases
+from datamodules.synthetic.shapes import COLOURS, SHAPES, SIZES
 
 T, S = 16, 64
+
+
+def vocabulary_words() -> list[str]:
+    """Every word the caption templates can produce, sorted."""
+    words = set(_FILLER.split()) | set(COLOURS) | set(SHAPES) | set(SIZES)
+    for kind, args in (("appears", [None]), ("disappears", [None]), ("moves", DIRECTIONS), ("changes", COLOURS)):
+        for arg in args:
+            words |= {w for p in _phrases(kind, arg) for w in p.split()}
+    return sorted(words)
+
+
+def ground_word_to_frames(word: str, events: Sequence[Event]) -> list[int]:
+    """Sorted frame indices of the events whose colour, shape, size or verb words include ``word``.
+
+    Any other word (articles, connectives, "it") -> ``[]``. Used to score temporal attention.
+    """
+    frames: set[int] = set()
+    for ev in events:
+        if word in (ev.colour, ev.shape, ev.size) or word in ev.verb_words:
+            frames.update(range(*ev.frames))
+    return sorted(frames)
 
 
 def _colour_mask(frame: np.ndarray, colour: str) -> np.ndarray:

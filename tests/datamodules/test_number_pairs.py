@@ -2,6 +2,7 @@
 
 import logging
 import unicodedata
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -13,12 +14,31 @@ from datamodules.number_pairs import (
     check_language,
     generate_number_pairs,
     make_number_splits,
-    number_pairs,
     number_text,
     split_numbers,
     supported_forms,
     supported_languages,
 )
+
+
+def number_pairs(
+    source_lang: str = "en",
+    target_lang: str = "fr",
+    split: str = "train",
+    size: int = 20000,
+    max_number: int = 999_999,
+    seed: int = 0,
+    forms: Sequence[str] = ("cardinal",),
+    return_numbers: bool = False,
+) -> tuple[list[str], list[str]] | tuple[list[str], list[str], list[int]]:
+    """``(sources, targets)`` of one split (``(sources, targets, numbers)`` with ``return_numbers``).
+
+    Deterministic by ``(seed, split)``; see :func:`generate_number_pairs` for the arguments.
+    """
+    pairs = generate_number_pairs(source_lang, target_lang, split, size, max_number, seed, forms)
+    if return_numbers:
+        return pairs.sources, pairs.targets, pairs.numbers
+    return pairs.sources, pairs.targets
 
 
 def test_supported_languages_sorted_and_include_the_usual():

@@ -10,12 +10,7 @@ import numpy as np
 import pytest
 
 from datamodules.synthetic.shapes import COLOURS, SceneObject
-from datamodules.synthetic.sort_of_clevr import (
-    ANSWERS,
-    Question,
-    SortOfClevr,
-    question_vocabulary_words,
-)
+from datamodules.synthetic.sort_of_clevr import _TEMPLATES, ANSWERS, COLOURS_ORDER, Question, SortOfClevr
 
 SIZE = 75
 NUM_IMAGES = 200
@@ -156,6 +151,14 @@ def test_balance_of_kinds_types_and_answers(questions: list[Question]) -> None:
 def test_odd_questions_per_image() -> None:
     qs = SortOfClevr(3, questions_per_image=5).questions(2)
     assert [q.kind for q in qs] == ["non_relational", "relational"] * 2 + ["non_relational"]
+
+
+def question_vocabulary_words() -> list[str]:
+    """Every word any question template can produce, sorted."""
+    words = set(COLOURS_ORDER)
+    for templates in _TEMPLATES.values():
+        words |= {w for t in templates for w in t.split() if w != "{c}"}
+    return sorted(words)
 
 
 def test_question_words_in_vocabulary() -> None:

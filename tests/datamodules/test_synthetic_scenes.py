@@ -4,22 +4,40 @@ boxes are valid, captions use the vocabulary, name every object and state true r
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
 
 from datamodules.synthetic.caption_scenes import (
+    _FILLER,
+    _REL_PHRASES,
     CaptionScenes,
     describe,
-    ground_word,
     relation,
     sample_objects,
-    vocabulary_words,
 )
-from datamodules.synthetic.shapes import BACKGROUND, COLOURS, SHAPES, SceneObject, render
+from datamodules.synthetic.shapes import BACKGROUND, COLOURS, SHAPES, SIZES, SceneObject, render
 
 SIZE = 64
 REL_WORDS = ("left of", "right of", "above", "below")
+
+
+def vocabulary_words() -> list[str]:
+    """Every word the caption templates can produce, sorted."""
+    words = set(_FILLER.split()) | set(COLOURS) | set(SHAPES) | set(SIZES)
+    words |= {w for phrases in _REL_PHRASES.values() for p in phrases for w in p.split()}
+    return sorted(words)
+
+
+def ground_word(word: str, names: Sequence[tuple[str, str]]) -> list[int]:
+    """Indices of the objects a caption word names: a shape word -> objects of that shape, a colour word ->
+    objects of that colour, any other word -> []. ``names`` are the (colour, shape) of each object."""
+    if word in SHAPES:
+        return [k for k, (_, shape) in enumerate(names) if shape == word]
+    if word in COLOURS:
+        return [k for k, (colour, _) in enumerate(names) if colour == word]
+    return []
 
 
 @pytest.fixture(scope="module")
