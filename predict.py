@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from suite.checkpoints import CheckpointError
 from suite.predict import run_prediction
-from suite.prediction_inputs import InputError
+from tasks.prediction.inputs import InputError
 
 log = logging.getLogger(__name__)
 

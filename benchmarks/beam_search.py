@@ -51,7 +51,7 @@ from modules.decoders import AttentionLSTMDecoder  # noqa: E402
 
 _CAPTIONING = OmegaConf.load(ROOT / "configs" / "task" / "captioning.yaml").model   # the task's decoder sizes
 EMBED, HIDDEN, ATTENTION_DIM = _CAPTIONING.embed_dim, _CAPTIONING.hidden_dim, _CAPTIONING.attention_dim
-MEMORY_DIM = _CAPTIONING.channels[-1]           # the conv encoder's last stage
+MEMORY_DIM = OmegaConf.load(ROOT / "configs" / "model" / "encoder" / "conv.yaml").channels[-1]   # its last stage
 VOCAB, POSITIONS = 40, 64                       # the generated scenes' vocabulary; the 8x8 grid of 64x64 images
 BOS, EOS = 1, 2
 SCORE_TOLERANCE = ATTENTION_TOLERANCE = 1e-4

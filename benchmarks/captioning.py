@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import beam_search as beam_benchmark  # noqa: E402
 from benchmarks import training_runs  # noqa: E402
-from datamodules.captions import CaptionDataModule  # noqa: E402
+from suite.configs import task_datamodule  # noqa: E402
 from tasks.captioning import ImageCaptioner  # noqa: E402
 
 PAPER = "Xu et al. 2015 (Flickr8k / COCO BLEU-4): soft 19.5 / 24.3, hard 21.3 / 25.0"
@@ -57,12 +57,12 @@ def quality_rows(epochs: int, overrides: list[str], runs_dir: Path) -> tuple[lis
 def decoding_rows(checkpoint: Path, batch: int, beam: int, repeats: int) -> list[str]:
     """Batched vs per-sample beam search (and greedy vs width 1) on the trained model's test images."""
     model = ImageCaptioner.load_from_checkpoint(checkpoint, weights_only=True, map_location="cpu").eval()
-    data = CaptionDataModule(num_images={"train": 1, "val": 1, "test": batch}, eval_batch_size=batch,
-                             num_workers=0, seed=42)
+    data = task_datamodule("captioning", num_images={"train": 1, "val": 1, "test": batch}, eval_batch_size=batch,
+                           num_workers=0, seed=42)
     data.setup("test")
     images = next(iter(data.test_dataloader()))["image"]
     with torch.no_grad():
-        memory = model.encode(images)                                                        # [B, N, D]
+        memory = model.encoder(images)                                                        # [B, N, D]
     vocab = model.vocabulary
     beam_row, greedy_row = beam_benchmark.measure(model.decoder, batch, beam, model.hparams.max_decode_len,
                                                   repeats, length_penalty=model.hparams.length_penalty,

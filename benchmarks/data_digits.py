@@ -25,8 +25,9 @@ from torch.utils.data import default_collate
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import training_runs  # noqa: E402
-from datamodules.digits import DigitsDataModule, DistortedDigits  # noqa: E402
+from datamodules.digits import DistortedDigits  # noqa: E402
 from datamodules.distortions import DISTORTIONS  # noqa: E402
+from suite.configs import task_datamodule  # noqa: E402
 
 
 def best_rates(fetches: list[Callable[[list[int]], object]], batches: list[list[int]], repeats: int) -> list[float]:
@@ -46,7 +47,7 @@ def best_rates(fetches: list[Callable[[list[int]], object]], batches: list[list[
 
 def measure(kind: str, items: int, batch_size: int, repeats: int, epoch: int = 1) -> list[float]:
     """Items/s (per-item, batched) for ``kind`` on ``items`` shuffled train indices of ``epoch``."""
-    dm = DigitsDataModule(distortion=kind, num_workers=0)
+    dm = task_datamodule("stn", distortion=kind, num_workers=0, seed=0)
     dm.setup()
     ds: DistortedDigits = dm.datasets["train"]
     n = len(ds)

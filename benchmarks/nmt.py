@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import beam_search as beam_benchmark  # noqa: E402
 from benchmarks import training_runs  # noqa: E402
 from datamodules.translation import TranslationDataModule  # noqa: E402
+from suite.configs import task_datamodule  # noqa: E402
 from tasks.nmt import TranslationModel  # noqa: E402
 
 KINDS = ("bahdanau", "luong_dot", "luong_general")
@@ -55,8 +56,8 @@ def quality_rows(epochs: int, train_pairs: int, overrides: list[str], runs_dir: 
 
 
 def test_batches(model: TranslationModel, train_pairs: int, batch: int) -> TranslationDataModule:
-    data = TranslationDataModule(sizes={"train": train_pairs, "val": 10, "test": 1000}, forms=tuple(FORMS[1:-1]
-                                 .split(",")), eval_batch_size=batch, num_workers=0, seed=42)
+    data = task_datamodule("nmt", sizes={"train": train_pairs, "val": 10, "test": 1000},
+                           forms=FORMS[1:-1].split(","), eval_batch_size=batch, num_workers=0, seed=42)
     data._vocabularies = (model.source_vocabulary, model.target_vocabulary)  # the checkpoint's tokenisers
     data.setup("test")
     return data

@@ -26,10 +26,12 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import training_runs  # noqa: E402
 
+# small per-frame features: a 2x2 grid mean-pooled per frame is enough for the generated clips
+RESNET18 = ["model.encoder.arch=resnet18", "model.encoder.grid_size=2"]
 CACHE_RUNS = (
     ("conv encoder, trained (default)", []),
-    ("ResNet-18 frozen, encoded every step", ["model.encoder=resnet"]),
-    ("ResNet-18 frozen, cached features", ["model.encoder=resnet", "model.cache_features=true"]),
+    ("ResNet-18 frozen, encoded every step", ["model/encoder=resnet", *RESNET18]),
+    ("ResNet-18 frozen, cached features", ["model/encoder=resnet", *RESNET18, "model.cache_features=true"]),
 )
 
 

@@ -1,15 +1,15 @@
-"""Why SAN does not learn Sort-of-CLEVR yet: train on a subset of question types and watch each type's accuracy
-and where the attention goes (every hop's mass on the named object).
+"""How SAN learns each kind of Sort-of-CLEVR question: train on a subset of question types and watch each type's
+accuracy and where the attention goes (every hop's mass on the named object).
 
     python benchmarks/vqa_question_types.py                              # "shape" alone, then shape + position
     python benchmarks/vqa_question_types.py --types shape,horizontal --steps 3000 --score multiplicative
     python benchmarks/vqa_question_types.py --coordinates --types shape,horizontal,vertical \
         --first-types shape --first-steps 750                            # a curriculum: shape questions first
 
-One in-process run per ``--types`` set (SAN from configs/task/vqa.yaml's sizes, 1 hop unless --hops, AdamW at a
-constant learning rate or, with --cosine, warm-up then cosine decay; batches drawn from the questions of those
-types over 5,000 training images). Every ``--every`` steps: validation accuracy per type (300 images) and the
-attention mass on the object the question names, next to a uniform map's. Writes
+One in-process run per ``--types`` set (SAN from configs/task/vqa.yaml with the paper's one-way question LSTM, 1 hop
+unless --hops, AdamW at a constant learning rate or, with --cosine, warm-up then cosine decay; batches drawn from
+the questions of those types over 5,000 training images). Every ``--every`` steps: validation accuracy per type
+(300 images) and the attention mass on the object the question names, next to a uniform map's. Writes
 benchmarks/results/vqa_question_types.md.
 """
 
@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import training_runs  # noqa: E402
 from datamodules.vqa import VQADataModule  # noqa: E402
-from tasks.attention_correctness import box_cell_cover  # noqa: E402
+from metrics.attention_correctness import box_cell_cover  # noqa: E402
+from suite.configs import task_datamodule, task_model  # noqa: E402
 from tasks.vqa import StackedAttentionVQA  # noqa: E402
 
 
@@ -76,9 +77,11 @@ def train_types(types: set[str], args: argparse.Namespace, datamodule: VQADataMo
     first_ids = [i for i, q in enumerate(train.questions) if q.type in first]
     val_ids = [i for i, q in enumerate(val.questions) if q.type in types]
     torch.manual_seed(args.seed)
-    model = StackedAttentionVQA(question_vocabulary=datamodule.question_vocabulary, answers=datamodule.answers,
-                                image_size=datamodule.image_size, hops=args.hops, score=args.score,
-                                coordinates=args.coordinates, dropout=0.0, **model_options(args.model))
+    provided = {"question_vocabulary": datamodule.question_vocabulary, "answers": datamodule.answers,
+                "image_size": datamodule.image_size}
+    # the paper's one-way question LSTM, as in the results this probe wrote (benchmarks/results/vqa_question_types.md)
+    model = task_model("vqa", provided, hops=args.hops, score=args.score, coordinates=args.coordinates, dropout=0.0,
+                       **{"question_bidirectional": False, **model_options(args.model)})
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     warmup = max(1, args.steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (
@@ -126,8 +129,9 @@ def main() -> None:
     parser.add_argument("--first-steps", type=int, default=0, help="curriculum: for this many steps")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "vqa_question_types.md")
     args = parser.parse_args()
-    datamodule = VQADataModule(num_images={"train": 5000, "val": 300, "test": 10}, batch_size=args.batch_size,
-                               num_workers=0, seed=42)
+    # the probe draws its own batches of the types it studies: no curriculum sampler
+    datamodule = task_datamodule("vqa", num_images={"train": 5000, "val": 300, "test": 10}, batch_size=args.batch_size,
+                                 num_workers=0, seed=42, curriculum_questions=0)
     datamodule.setup("fit")
     lines = ["| question types | step | val accuracy % per type | attention on the named object, per hop (uniform) | "
              "seconds |", "|---|---|---|---|---|"]

@@ -17,7 +17,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from datamodules.sampling import split_index
-from datamodules.vocabulary import Vocabulary
+from text.vocabulary import Vocabulary
 
 
 class CaptionCorpus(Protocol):

@@ -31,12 +31,11 @@ from datamodules.caption_datasets import (
 from datamodules.karpathy import load_karpathy_split
 from datamodules.sampling import SplitLoaders, make_dataloader, resolve_num_workers
 from datamodules.synthetic.caption_scenes import CaptionScenes
-from datamodules.vocabulary import AdoptsVocabulary, Vocabulary
+from text.vocabulary import AdoptsVocabulary, Vocabulary
 
 log = logging.getLogger(__name__)
 
 SOURCES = ("scenes", "karpathy")
-SPLITS = ("train", "val", "test")
 
 
 class CaptionDataModule(AdoptsVocabulary, SplitLoaders, pl.LightningDataModule):
@@ -61,19 +60,17 @@ class CaptionDataModule(AdoptsVocabulary, SplitLoaders, pl.LightningDataModule):
         seed: generation and shuffling seed.
     """
 
-    def __init__(self, source: str = "scenes", root: str | None = None, annotations: str = "dataset_coco.json",
-                 images_dir: str | None = None, image_size: int = 64,
-                 num_images: dict[str, int] | None = None, min_objects: int = 1, max_objects: int = 3,
-                 min_word_count: int = 1, max_caption_words: int | None = 20, restval_in_train: bool = True,
-                 skip_bad_images: bool = False, batch_size: int = 64, eval_batch_size: int | None = None,
-                 num_workers: int | str = "auto", seed: int = 0) -> None:
+    def __init__(self, *, source: str, root: str | None, annotations: str, images_dir: str | None, image_size: int,
+                 num_images: dict[str, int], min_objects: int, max_objects: int, min_word_count: int,
+                 max_caption_words: int | None, restval_in_train: bool, skip_bad_images: bool, batch_size: int,
+                 eval_batch_size: int | None, num_workers: int | str, seed: int) -> None:
         super().__init__()
         if source not in SOURCES:
             raise ValueError(f"data.source={source!r} is not a known caption source; choose one of {list(SOURCES)}")
         if source == "karpathy" and not root:
             raise ValueError("data.source=karpathy needs data.root: the folder with the Karpathy JSON and images")
         self.save_hyperparameters()
-        self.num_images = {"train": 4000, "val": 500, "test": 1000, **(num_images or {})}
+        self.num_images = dict(num_images)
         self.corpora: dict[str, CaptionCorpus] = {}
         self._vocabulary: Vocabulary | None = None
 
@@ -120,11 +117,8 @@ class CaptionDataModule(AdoptsVocabulary, SplitLoaders, pl.LightningDataModule):
             raise ValueError(f"{root / hp.annotations}: no usable {split} images (counts: {counts})")
         return ImageFileCaptionCorpus(records, hp.image_size)
 
-    def setup(self, stage: str | None = None) -> None:
-        """Build the corpora the stage needs (once)."""
-        needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
-        for split in needed.get(stage, SPLITS):
-            self._corpus(split)
+    def _prepare(self, split: str) -> CaptionCorpus:
+        return self._corpus(split)
 
     # --- loaders ----------------------------------------------------------------------------------------
 

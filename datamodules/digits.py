@@ -268,20 +268,9 @@ class DigitsDataModule(SplitLoaders, pl.LightningDataModule):
         test_per_class: test digits per class (mnist5k only; idx sources use the whole t10k file).
     """
 
-    def __init__(
-        self,
-        source: str = "mnist5k",
-        root: str | None = None,
-        download: bool = False,
-        distortion: str = "rts",
-        batch_size: int = 128,
-        num_workers: int | str = "auto",
-        seed: int = 0,
-        resample_train: bool = True,
-        clutter_pieces: int = 4,
-        val_per_class: int = 40,
-        test_per_class: int = 100,
-    ) -> None:
+    def __init__(self, *, source: str, root: str | None, download: bool, distortion: str, batch_size: int,
+                 num_workers: int | str, seed: int, resample_train: bool, clutter_pieces: int, val_per_class: int,
+                 test_per_class: int) -> None:
         super().__init__()
         if source not in SOURCES:
             raise ValueError(f"unknown data.source {source!r}; valid choices: {', '.join(SOURCES)}")

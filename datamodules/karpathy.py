@@ -1,4 +1,4 @@
-"""Karpathy split JSON reader for COCO / Flickr8k / Flickr30k captions, and an image dataset over it.
+"""Karpathy split JSON reader for COCO / Flickr8k / Flickr30k captions.
 
 The files ``dataset_coco.json``, ``dataset_flickr8k.json``, ``dataset_flickr30k.json`` (Karpathy & Fei-Fei 2015)
 hold ``{"images": [...], "dataset": "coco"}``; each image entry has ``filename``, ``split`` (``train``,
@@ -14,25 +14,20 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-import string
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset
-from torchvision import transforms
+
+from text.captions import clean_caption
 
 __all__ = [
     "COMMON_IMAGE_DIRS",
-    "CaptionImageDataset",
     "CaptionedImage",
-    "ImageReadError",
     "KarpathyFormatError",
     "SPLITS",
-    "default_image_transform",
     "load_karpathy_split",
 ]
 
@@ -49,19 +44,11 @@ COMMON_IMAGE_DIRS = (
     "flickr30k-images",
     "flickr30k_images",
 )
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 _PROBE = 20  # entries looked up when searching for the Flickr image folder
-_DROP_APOSTROPHES = str.maketrans("", "", "'")
-_PUNCTUATION = re.compile(f"[{re.escape(string.punctuation)}]")
 
 
 class KarpathyFormatError(ValueError):
     """A Karpathy split file (or the images it lists) is not as expected; the message says where and what."""
-
-
-class ImageReadError(OSError):
-    """An image file cannot be opened or decoded; the message names the file."""
 
 
 @dataclass
@@ -83,7 +70,7 @@ def _caption(sentence: Any, where: str) -> list[str]:
             raise KarpathyFormatError(f"{where}: field 'tokens' must be a list of strings")
         return " ".join(tokens).lower().split()
     if isinstance(raw, str):
-        return _PUNCTUATION.sub(" ", raw.lower().translate(_DROP_APOSTROPHES)).split()
+        return clean_caption(raw).split()
     raise KarpathyFormatError(f"{where}: has neither 'tokens' (list of strings) nor 'raw' (string)")
 
 
@@ -231,46 +218,3 @@ def load_karpathy_split(
     if dropped:
         log.info("%s split %r: %d images kept; dropped or changed: %s", json_path, split, len(images), dropped)
     return images, stats
-
-
-def default_image_transform(image_size: int = 224, train: bool = False, hflip: bool = False) -> Callable:
-    """Resize (short side) + centre crop to ``image_size``, ToTensor, ImageNet normalisation.
-
-    ``hflip`` adds a random horizontal flip for training only; it is off by default because captions say
-    "left" and "right".
-    """
-    steps: list[Callable] = [transforms.Resize(image_size), transforms.CenterCrop(image_size)]
-    if train and hflip:
-        steps.append(transforms.RandomHorizontalFlip())
-    steps += [transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-    return transforms.Compose(steps)
-
-
-class CaptionImageDataset(Dataset):
-    """Images of a list of :class:`CaptionedImage`, as ``{"image": float [3, H, W], "index": i}``.
-
-    Args:
-        items: the images (e.g. from :func:`load_karpathy_split`); captions are looked up by ``index``.
-        transform: PIL image -> tensor; default :func:`default_image_transform` (eval mode).
-    """
-
-    def __init__(self, items: Sequence[CaptionedImage], transform: Callable | None = None) -> None:
-        self.items = list(items)
-        self.transform = transform if transform is not None else default_image_transform()
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        path = self.items[i].image_path
-        try:
-            with Image.open(path) as im:
-                rgb = im.convert("RGB")  # decodes the whole file: truncated data fails here
-        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
-            raise ImageReadError(f"cannot read image {path} ({type(e).__name__}: {e})") from e
-        image = self.transform(rgb)  # [3, H, W]
-        return {"image": image, "index": i}
-
-    def captions(self, i: int) -> list[str]:
-        """The captions of item ``i``."""
-        return self.items[i].captions

@@ -131,7 +131,7 @@ def resolve_num_workers(num_workers: int | str, trainer: Any = None) -> int:
 
     On GPUs: the CPU cores shared out between the processes of this node (at most 8 per process). On the
     CPU: 0, since the model's own math already uses every core and worker processes would only compete
-    with it (measured on 2 cores: 1,530 samples/s with 0 workers vs 1,290 with 2 for the STN task).
+    with it (benchmarks/results/stn.md).
     """
     if num_workers != "auto":
         if not isinstance(num_workers, int) or num_workers < 0:
@@ -194,12 +194,25 @@ def make_dataloader(
     )
 
 
+# the splits each Lightning stage reads
+STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+
+
 class SplitLoaders:
-    """Lightning's four dataloader hooks for a DataModule that defines ``_loader(split, shuffle)``: training
+    """Lightning's setup and four dataloader hooks for a DataModule that defines ``_prepare(split)`` (build the
+    split's data once) and ``_loader(split, shuffle)``: a stage prepares only the splits it reads, training
     shuffles, evaluation does not, and predict runs on the test split."""
+
+    def _prepare(self, split: str) -> object:
+        raise NotImplementedError
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        """Prepare the splits ``stage`` reads (every split when it is None)."""
+        for split in STAGE_SPLITS.get(stage, ("train", "val", "test")):
+            self._prepare(split)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

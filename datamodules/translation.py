@@ -16,6 +16,7 @@ Tokenisers (HF ``tokenizers``, word-level or BPE) are trained on the TRAINING sp
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from datamodules.number_pairs import make_number_splits
 from datamodules.parallel_text import load_multi30k_from_hub, load_parallel_split
 from datamodules.sampling import SplitLoaders, make_dataloader, split_index
-from datamodules.vocabulary import Vocabulary, build_vocabulary
+from text.vocabulary import Vocabulary, build_vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +96,10 @@ class TranslationDataModule(SplitLoaders, pl.LightningDataModule):
         batch_size, eval_batch_size, num_workers, seed: loading.
     """
 
-    def __init__(self, source: str = "numbers", root: str | None = None, source_lang: str = "en",
-                 target_lang: str = "fr", sizes: dict[str, int] | None = None, max_number: int = 999_999,
-                 forms: tuple[str, ...] = ("cardinal",),
-                 tokenizer: str = "bpe", vocab_size: int = 1000, min_count: int = 1, lowercase: bool = False,
-                 max_tokens: int | None = 80, batch_size: int = 64, eval_batch_size: int | None = None,
-                 num_workers: int | str = "auto", seed: int = 0) -> None:
+    def __init__(self, *, source: str, root: str | None, source_lang: str, target_lang: str, sizes: dict[str, int],
+                 max_number: int, forms: Sequence[str], tokenizer: str, vocab_size: int, min_count: int,
+                 lowercase: bool, max_tokens: int | None, batch_size: int, eval_batch_size: int | None,
+                 num_workers: int | str, seed: int) -> None:
         super().__init__()
         if source not in SOURCES:
             raise ValueError(f"data.source={source!r} is not a known translation source; choose one of "
@@ -108,7 +107,7 @@ class TranslationDataModule(SplitLoaders, pl.LightningDataModule):
         if source in ("files", "tsv") and not root:
             raise ValueError(f"data.source={source} needs data.root: the folder with train/val/test files")
         self.save_hyperparameters()
-        self.sizes = {"train": 20000, "val": 500, "test": 1000, **(sizes or {})}
+        self.sizes = dict(sizes)
         self.texts: dict[str, tuple[list[str], list[str]]] = {}
         self.datasets: dict[str, SentencePairs] = {}
         self._vocabularies: tuple[Vocabulary, Vocabulary] | None = None
@@ -168,21 +167,18 @@ class TranslationDataModule(SplitLoaders, pl.LightningDataModule):
             texts[split] = (sources, targets)
         return texts
 
-    def setup(self, stage: str | None = None) -> None:
-        needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
-        for split in needed.get(stage, SPLITS):
-            if split not in self.datasets:
-                sources, targets = self._texts(split)
-                self.datasets[split] = SentencePairs(sources, targets, self.source_vocabulary,
-                                                     self.target_vocabulary)
-                log.info("translation %s/%s: %d pairs", self.hparams.source, split, len(sources))
+    def _prepare(self, split: str) -> SentencePairs:
+        if split not in self.datasets:
+            sources, targets = self._texts(split)
+            self.datasets[split] = SentencePairs(sources, targets, self.source_vocabulary, self.target_vocabulary)
+            log.info("translation %s/%s: %d pairs", self.hparams.source, split, len(sources))
+        return self.datasets[split]
 
     # --- loaders -------------------------------------------------------------------------------------------
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        if split not in self.datasets:
-            self.setup({"train": "fit", "val": "validate"}.get(split, "test"))
+        dataset = self._prepare(split)
         batch_size = self.hparams.batch_size if shuffle else (self.hparams.eval_batch_size or self.hparams.batch_size)
-        return make_dataloader(self.datasets[split], batch_size=batch_size, shuffle=shuffle, seed=self.hparams.seed,
+        return make_dataloader(dataset, batch_size=batch_size, shuffle=shuffle, seed=self.hparams.seed,
                                num_workers=self.hparams.num_workers, trainer=self.trainer,
                                collate_fn=TranslationCollate(self.hparams.max_tokens))

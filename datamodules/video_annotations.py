@@ -22,12 +22,12 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import re
-import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from text.captions import clean_caption
 
 __all__ = [
     "MSRVTT_SPLITS",
@@ -35,7 +35,6 @@ __all__ = [
     "MSVD_SPLITS",
     "VideoCaptions",
     "VideoFormatError",
-    "clean_caption",
     "load_msrvtt",
     "load_msvd",
 ]
@@ -46,8 +45,6 @@ MSVD_REQUIRED_COLUMNS = ("VideoID", "Start", "End", "Language", "Description")
 MSVD_SPLITS = ("train", "val", "test")
 # split name asked for -> the name in the MSR-VTT files
 MSRVTT_SPLITS = {"train": "train", "val": "validate", "validate": "validate", "test": "test"}
-_DROP_APOSTROPHES = str.maketrans("", "", "'")
-_PUNCTUATION = re.compile(f"[{re.escape(string.punctuation)}]")
 
 
 class VideoFormatError(ValueError):
@@ -60,11 +57,6 @@ class VideoCaptions:
 
     key: str  # MSVD: "<VideoID>_<Start>_<End>"; MSR-VTT: "video123"
     captions: list[str]
-
-
-def clean_caption(text: str) -> str:
-    """Lowercase, drop apostrophes, turn other punctuation into spaces, collapse whitespace ("" if nothing is left)."""
-    return " ".join(_PUNCTUATION.sub(" ", text.lower().translate(_DROP_APOSTROPHES)).split())
 
 
 def _split_slice(split: str, split_sizes: Sequence[int]) -> slice:

@@ -27,7 +27,7 @@ from datamodules.sampling import SplitLoaders, make_dataloader, resolve_num_work
 from datamodules.synthetic.event_clips import EventClips
 from datamodules.video_annotations import VideoCaptions, load_msrvtt, load_msvd
 from datamodules.video_frames import FeatureSource, FrameFolderSource, VideoFileSource, pad_clips
-from datamodules.vocabulary import AdoptsVocabulary, Vocabulary
+from text.vocabulary import AdoptsVocabulary, Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -176,13 +176,11 @@ class VideoCaptionDataModule(AdoptsVocabulary, SplitLoaders, pl.LightningDataMod
         batch_size, eval_batch_size, num_workers, seed: loading.
     """
 
-    def __init__(self, source: str = "clips", num_clips: dict[str, int] | None = None, num_frames: int = 16,
-                 image_size: int = 32, events_per_clip: int = 2, num_captions: int = 3,
-                 max_caption_words: int | None = 24, root: str | None = None,
-                 annotations: str | list[str] | None = None, frames: str = "video", frames_dir: str = "videos",
-                 skip_bad_videos: bool = False, msvd_split_sizes: tuple[int, int, int] = (1200, 100, 670),
-                 batch_size: int = 32, eval_batch_size: int | None = None,
-                 num_workers: int | str = "auto", seed: int = 0) -> None:
+    def __init__(self, *, source: str, num_clips: dict[str, int], num_frames: int, image_size: int,
+                 events_per_clip: int, num_captions: int, max_caption_words: int | None, root: str | None,
+                 annotations: str | list[str] | None, frames: str, frames_dir: str, skip_bad_videos: bool,
+                 msvd_split_sizes: Sequence[int], batch_size: int, eval_batch_size: int | None,
+                 num_workers: int | str, seed: int) -> None:
         super().__init__()
         if source not in SOURCES:
             raise ValueError(f"data.source={source!r} is not a known video source; choose one of {list(SOURCES)}")
@@ -191,7 +189,7 @@ class VideoCaptionDataModule(AdoptsVocabulary, SplitLoaders, pl.LightningDataMod
         if source != "clips" and not root:
             raise ValueError(f"data.source={source} needs data.root: the folder with the captions and the videos")
         self.save_hyperparameters()
-        self.num_clips = {"train": 1500, "val": 150, "test": 300, **(num_clips or {})}
+        self.num_clips = dict(num_clips)
         self.splits: dict[str, RenderedClips] = {}
         self._vocabulary: Vocabulary | None = None
 
@@ -255,10 +253,8 @@ class VideoCaptionDataModule(AdoptsVocabulary, SplitLoaders, pl.LightningDataMod
             log.info("event clips %s: %d clips x %d frames", split, self.num_clips[split], hp.num_frames)
         return self.splits[split]
 
-    def setup(self, stage: str | None = None) -> None:
-        needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
-        for split in needed.get(stage, ("train", "val", "test")):
-            self._clips(split)
+    def _prepare(self, split: str) -> object:
+        return self._clips(split)
 
     def clip_loader(self, split: str) -> DataLoader:
         """Every clip of a split once, in order, as {image: frames [B, K, 3, H, W] (zero-padded), index [B]} (for a

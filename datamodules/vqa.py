@@ -23,9 +23,9 @@ from torch.utils.data import DataLoader, Dataset
 from datamodules.caption_corpora import image_transform
 from datamodules.sampling import SplitLoaders, make_dataloader, split_index
 from datamodules.synthetic.sort_of_clevr import ANSWERS, TYPES, SortOfClevr
-from datamodules.vocabulary import AdoptsVocabulary, Vocabulary
 from datamodules.vqa_v2 import VQAItem, answer_coverage, load_vqa_split, top_k_answers
-from tasks.vqa_accuracy import normalize_answer, soft_score_targets
+from metrics.vqa_accuracy import normalize_answer, soft_score_targets
+from text.vocabulary import AdoptsVocabulary, Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -132,13 +132,10 @@ class VQADataModule(AdoptsVocabulary, SplitLoaders, pl.LightningDataModule):
 
     vocabulary_name = "question_vocabulary"
 
-    def __init__(self, source: str = "sort_of_clevr", num_images: dict[str, int] | None = None,
-                 questions_per_image: int = 10, image_size: int = 75, root: str | None = None,
-                 splits: dict[str, str] | None = None, top_k: int = 3000, skip_missing_images: bool = False,
-                 curriculum_types: Sequence[str] | Sequence[Sequence[str]] = (),
-                 curriculum_questions: int | Sequence[int] = 0,
-                 batch_size: int = 64, eval_batch_size: int | None = None, num_workers: int | str = "auto",
-                 seed: int = 0) -> None:
+    def __init__(self, *, source: str, num_images: dict[str, int], questions_per_image: int, image_size: int,
+                 root: str | None, splits: dict[str, str] | None, top_k: int, skip_missing_images: bool,
+                 curriculum_types: Sequence[str] | Sequence[Sequence[str]], curriculum_questions: int | Sequence[int],
+                 batch_size: int, eval_batch_size: int | None, num_workers: int | str, seed: int) -> None:
         super().__init__()
         if source not in SOURCES:
             raise ValueError(f"data.source={source!r} is not a known VQA source; choose one of {list(SOURCES)}")
@@ -148,7 +145,7 @@ class VQADataModule(AdoptsVocabulary, SplitLoaders, pl.LightningDataModule):
         self.save_hyperparameters()
         self.splits = {"train": "train2014", "val": "val2014", "test": "val2014", **(splits or {})}
         self._answers: list[str] | None = None
-        self.num_images = {"train": 5000, "val": 250, "test": 500, **(num_images or {})}
+        self.num_images = dict(num_images)
         self.datasets: dict[str, Dataset] = {}
         self._vocabulary: Vocabulary | None = None
 
@@ -201,10 +198,8 @@ class VQADataModule(AdoptsVocabulary, SplitLoaders, pl.LightningDataModule):
             log.info("sort-of-clevr %s: %d images, %d questions", split, self.num_images[split], len(scenes))
         return self.datasets[split]
 
-    def setup(self, stage: str | None = None) -> None:
-        needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
-        for split in needed.get(stage, ("train", "val", "test")):
-            self._dataset(split)
+    def _prepare(self, split: str) -> object:
+        return self._dataset(split)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         hp = self.hparams

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.vqa_accuracy import normalize_answer
+from metrics.vqa_accuracy import normalize_answer
 
 __all__ = [
     "VQAFormatError",

@@ -7,9 +7,13 @@ Image encoders share one interface, so the attention decoder sees any of them th
     encoder.grid_shape(image_size)       (h, w) of the grid for an input of that size; position n of the
                                          grid is row n // w, column n % w (row-major, as ``flatten(2)`` gives)
 
+Both take images in [0, 1] and normalise them themselves, so every task feeds them the same pixels:
+
 - ``ConvGridEncoder``: a small CNN trained from scratch, for the generated 64x64 scenes (64x64 -> 8x8).
 - ``ResNetGridEncoder``: a torchvision ResNet trunk for real images (Show, Attend and Tell uses a 14x14 grid),
-  optionally with ImageNet weights, frozen by default.
+  optionally with ImageNet weights, frozen by default; it applies ImageNet's normalisation.
+
+The tasks build them from their ``model.encoder`` config node (``configs/model/encoder/{conv,resnet}.yaml``).
 
 ``TextEncoder`` runs a (bidirectional) GRU/LSTM over packed sequences: source sentences (NMT), questions (VQA).
 """
@@ -29,11 +33,10 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)  # ResNetGridEncoder expects images normalised with these
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's ResNet weights were trained on images normalised so
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RESNET_ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 TRAINABLE_CHOICES = ("none", "last", "all")
-IMAGE_ENCODER_KINDS = ("conv", "resnet")
 RNN_KINDS = ("gru", "lstm")
 
 
@@ -63,16 +66,16 @@ class ConvGridEncoder(nn.Module):
     images in [0, 1]; with ``normalize_input`` they are mapped to [-1, 1] (fixed mean = std = 0.5) inside.
     """
 
-    def __init__(self, in_channels: int = 3, channels: tuple[int, ...] = (32, 64, 128), blocks_per_stage: int = 1,
-                 batch_norm: bool = True, normalize_input: bool = True, strided: bool = False) -> None:
+    def __init__(self, *, channels: Sequence[int], strided: bool, in_channels: int = 3, blocks_per_stage: int = 1,
+                 batch_norm: bool = True, normalize_input: bool = True) -> None:
         """
         Args:
+            channels: output width of each stage; each stage halves the height and width.
+            strided: downsample by a stride-2 first conv per stage instead of a 2x2 max-pool after it.
             in_channels: image channels.
-            channels: output width of each stage; each stage halves the height and width (floor).
             blocks_per_stage: conv3x3-BN-ReLU blocks per stage before its downsampling.
             batch_norm: BatchNorm after every conv (then the conv has no bias).
             normalize_input: map [0, 1] inputs to [-1, 1] with a fixed mean and std of 0.5.
-            strided: downsample by a stride-2 first conv per stage instead of a 2x2 max-pool after it.
         """
         super().__init__()
         if not channels:
@@ -128,9 +131,9 @@ def resnet_weights(arch: str, pretrained: bool) -> torchvision.models.WeightsEnu
 class ResNetGridEncoder(nn.Module):
     """A torchvision ResNet without its average pool and classifier, pooled to a fixed grid.
 
-    Inputs are ImageNet-normalised images (``IMAGENET_MEAN``, ``IMAGENET_STD``). The trunk has stride 32, so a
-    224x224 image gives 7x7 maps; ``nn.AdaptiveAvgPool2d(grid_size)`` then makes a fixed grid (14x14 = 196
-    positions by default, as in Show, Attend and Tell; larger than the trunk's output it repeats cells).
+    Inputs are images in [0, 1], normalised here with ``IMAGENET_MEAN`` / ``IMAGENET_STD``. The trunk has stride
+    32, so a 224x224 image gives 7x7 maps; ``nn.AdaptiveAvgPool2d(grid_size)`` then makes a fixed grid (14x14 = 196
+    positions, as in Show, Attend and Tell; larger than the trunk's output it repeats cells).
 
     ``pretrained=True`` loads ``ResNetXX_Weights.DEFAULT`` (ImageNet), which torchvision DOWNLOADS on first use
     into ``$TORCH_HOME/hub/checkpoints``; offline, put the file there first or use ``pretrained=False``.
@@ -144,8 +147,7 @@ class ResNetGridEncoder(nn.Module):
     The frozen part runs without autograd (less memory) unless the input images require a gradient.
     """
 
-    def __init__(self, arch: str = "resnet101", pretrained: bool = True, grid_size: int | tuple[int, int] | None = 14,
-                 trainable: str = "none") -> None:
+    def __init__(self, arch: str, *, pretrained: bool, grid_size: int | tuple[int, int] | None, trainable: str) -> None:
         """
         Args:
             arch: one of ``RESNET_ARCHS``.
@@ -162,6 +164,8 @@ class ResNetGridEncoder(nn.Module):
         resnet = _build_resnet(arch, weights)
         names = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
         self.trunk = nn.Sequential(OrderedDict((name, getattr(resnet, name)) for name in names))
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.pool = nn.Identity() if grid_size is None else nn.AdaptiveAvgPool2d(_pair(grid_size))
         self.arch = arch
         self.pretrained = pretrained
@@ -194,9 +198,9 @@ class ResNetGridEncoder(nn.Module):
         return -(-height // 32), -(-width // 32)
 
     def forward(self, images: Tensor) -> Tensor:
-        """images [B, 3, H, W] (ImageNet-normalised) -> features [B, h*w, out_dim]."""
+        """images [B, 3, H, W] in [0, 1] -> features [B, h*w, out_dim]."""
         _check_images(images, 3, type(self).__name__)
-        x = images
+        x = (images - self.mean) / self.std
         needs_input_grad = torch.is_grad_enabled() and images.requires_grad
         for name, layer in self.trunk.named_children():
             with torch.set_grad_enabled(torch.is_grad_enabled() and (name not in self._frozen_names
@@ -219,14 +223,6 @@ def _build_resnet(arch: str, weights: torchvision.models.WeightsEnum | None) -> 
             f"Offline, copy {weights.url} to $TORCH_HOME/hub/checkpoints/{filename} "
             f"(default ~/.cache/torch/hub/checkpoints), or set pretrained=false"
         ) from error
-
-
-def build_image_encoder(kind: str, **kwargs) -> nn.Module:
-    """``"conv"`` -> ConvGridEncoder(**kwargs), ``"resnet"`` -> ResNetGridEncoder(**kwargs)."""
-    builders = {"conv": ConvGridEncoder, "resnet": ResNetGridEncoder}
-    if kind not in builders:
-        raise ValueError(f"unknown image encoder kind {kind!r}; choose one of {', '.join(IMAGE_ENCODER_KINDS)}")
-    return builders[kind](**kwargs)
 
 
 @dataclass
@@ -294,15 +290,6 @@ class TextEncoder(nn.Module):
         positions = torch.arange(steps, device=tokens.device)             # [S]
         mask = positions.unsqueeze(0) < lengths.to(tokens.device).unsqueeze(1)  # [B, S]
         return TextEncoding(states=states, mask=mask, final=final)
-
-
-def image_encoder_from_options(encoder: str, channels: Sequence[int], strided: bool, resnet_arch: str,
-                               pretrained: bool, trainable: str, grid_size: int) -> nn.Module:
-    """The image encoder a task's flat options describe: "conv" (channels, strided) or "resnet" (the rest)."""
-    if encoder == "conv":
-        return build_image_encoder("conv", channels=tuple(channels), strided=strided)
-    return build_image_encoder(encoder, arch=resnet_arch, pretrained=pretrained, trainable=trainable,
-                               grid_size=grid_size)
 
 
 @torch.no_grad()

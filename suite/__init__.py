@@ -1,1 +1,2 @@
-"""Run plumbing shared by train.py (and later predict.py): config checks, W&B set-up, callbacks."""
+"""Run plumbing shared by train.py, eval.py and predict.py: building a task from its config, precision, W&B
+set-up, callbacks, checkpoints, evaluation and prediction drivers."""

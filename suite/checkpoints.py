@@ -1,7 +1,7 @@
 """A checkpoint that can be used alone: the task, the model class and the composed config travel inside it.
 
 train.py adds :class:`ConfigInCheckpoint` to every run, so each ``.ckpt`` carries, next to the weights and the
-tokenisers (``tasks.saved_vocabularies``), an ``attention_suite`` entry::
+tokenisers (``text.checkpointing``), an ``attention_suite`` entry::
 
     {"format": 1, "task": "captioning", "model_class": "tasks.captioning.ImageCaptioner", "config": {...}}
 
@@ -19,7 +19,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from datamodules.vocabulary import Vocabulary
+from text.vocabulary import Vocabulary
 
 SUITE_KEY = "attention_suite"
 FORMAT = 1
@@ -110,7 +110,7 @@ def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
         raise CheckpointError(f"{path}: model class {entry['model_class']!r} cannot be imported: {error}") from error
     try:
         model = model_class.load_from_checkpoint(path, map_location="cpu")
-    except KeyError as error:  # tasks.saved_vocabularies: no tokeniser in the checkpoint
+    except KeyError as error:  # text.checkpointing: no tokeniser in the checkpoint
         raise CheckpointError(f"{path}: {error.args[0] if error.args else error}") from error
     model.eval()
     return LoadedCheckpoint(path, entry.get("task") or "", entry["model_class"], model,

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from datamodules.vocabulary import Vocabulary
 from suite.checkpoints import CheckpointError, read_checkpoint, read_suite_entry
+from text.vocabulary import Vocabulary
 
 SPLITS = ("val", "test")
 TASK_SECTIONS = ("model", "data", "monitor")

@@ -1,10 +1,9 @@
 """``trainer.precision=auto``: bf16-mixed where the hardware computes in bf16 natively, else 32-true.
 
 bf16 autocast is a large win only with native bf16 arithmetic: CUDA GPUs from Ampere on, and CPUs with
-AVX512-BF16 or AMX (recent Intel Xeons, AMD Zen 4+) or the Arm BF16 extension. Elsewhere PyTorch emulates it,
-and on an AVX2-only CPU (AMD EPYC Zen 3, measured) a bf16 matmul was 120x and a bf16 convolution 14x slower than
-in float32: an STN epoch took 200 s instead of 4 s. So the task configs that prefer bf16 ask for ``auto``, and an
-explicit ``bf16-mixed`` on such a CPU is kept but warned about.
+AVX512-BF16 or AMX or the Arm BF16 extension. Elsewhere PyTorch emulates it, many times slower than float32
+(benchmarks/results/precision_avx2.md). So the task configs that prefer bf16 ask for ``auto``, and an explicit
+``bf16-mixed`` on such a CPU is kept but warned about.
 """
 
 from __future__ import annotations

@@ -18,13 +18,13 @@ from PIL import Image
 from pytorch_lightning.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader
 
-from modules.additive_score_cpu import fuse_additive_scores
+from figures.publish import figure_to_array
 from suite.checkpoints import load_checkpoint
+from suite.compiled_decoding import compile_decoding
 from suite.precision import log_resolution, resolve_precision
-from suite.prediction_inputs import classify
-from tasks.figure_logging import figure_to_array
 from tasks.prediction import predictor_class
 from tasks.prediction.base import PredictionItems, Predictor
+from tasks.prediction.inputs import classify
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +66,14 @@ def run_prediction(cfg: DictConfig) -> list[dict[str, Any]]:
 
     Raises:
         suite.checkpoints.CheckpointError: the checkpoint is missing, unreadable, or lacks its config / tokenisers.
-        suite.prediction_inputs.InputError: the input is missing, unreadable, empty, or not what the task takes.
+        tasks.prediction.inputs.InputError: the input is missing, unreadable, empty, or not what the task takes.
     """
     loaded = load_checkpoint(cfg.ckpt_path)
     model = loaded.model
     if cfg.get("beam_size") and "beam_size" in model.hparams:
         model.hparams.beam_size = int(cfg.beam_size)
     if cfg.get("compile_decoding"):
-        log.info(f"compile_decoding: {fuse_additive_scores(model)} additive attention(s) score with a compiled "
-                 "fused kernel on CPUs without AVX-512 (eager elsewhere)")
+        log.info(compile_decoding(model))
     predictor = predictor_class(model)(model, loaded.config.get("data") or DictConfig({}), cfg)
     text = str(cfg.input)
     kind = classify(text)

@@ -16,8 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
-from modules.additive_score_cpu import fuse_additive_scores
 from suite.checkpoints import ConfigInCheckpoint
+from suite.compiled_decoding import compile_decoding
 from suite.evaluation import adopt_vocabularies, evaluated_split, with_checkpoint_task
 from suite.precision import log_resolution, resolve_precision
 from suite.wandb_setup import choose_wandb_mode
@@ -52,6 +52,15 @@ def datamodule_provided_kwargs(model_cfg: DictConfig, datamodule: pl.LightningDa
             f"that name; set it on the command line, e.g. model.{unfilled[0]}=..."
         )
     return {key: getattr(datamodule, key) for key in missing}
+
+
+def build_model(model_cfg: DictConfig, provided: dict[str, Any]) -> pl.LightningModule:
+    """The task's LightningModule from its ``model:`` config, with ``provided`` for the arguments left ``???``.
+
+    Sub-configs (``model.encoder``) reach the task as plain dicts, not as built modules: the task builds them, so
+    that its saved hyperparameters rebuild the same model from a checkpoint.
+    """
+    return hydra.utils.instantiate(model_cfg, **provided, _convert_="all", _recursive_=False)
 
 
 def log_run_facts(cfg: DictConfig, model: pl.LightningModule, loggers: list[Logger]) -> None:
@@ -136,9 +145,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     # _convert_="all": plain lists/dicts in hyperparameters, so checkpoints load with weights_only=True
     datamodule: pl.LightningDataModule = hydra.utils.instantiate(cfg.data, _convert_="all")
     adopt_vocabularies(datamodule, vocabularies)  # evaluating a checkpoint: its tokenisers, not rebuilt ones
-    model: pl.LightningModule = hydra.utils.instantiate(
-        cfg.model, **datamodule_provided_kwargs(cfg.model, datamodule), _convert_="all"
-    )
+    model = build_model(cfg.model, datamodule_provided_kwargs(cfg.model, datamodule))
     callbacks = [*instantiate_group(cfg.get("callbacks")), ConfigInCheckpoint(cfg)]
     loggers = instantiate_group(cfg.get("logger"))
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -147,9 +154,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
     # dynamic=False: one graph per input shape (a smaller last batch is a second graph); symbolic shapes broke
     # F.affine_grid under inductor on CUDA ("SymIntArrayRef expected to contain only concrete integers")
     fit_model = torch.compile(model, dynamic=False) if cfg.get("compile") else model
-    if cfg.get("compile_decoding") and (fused := fuse_additive_scores(model)):
-        say(f"compile_decoding: {fused} additive attention(s) score decoding and evaluation with a compiled fused "
-            "kernel on CPUs without AVX-512 (compiled on first use; eager elsewhere)")
+    if cfg.get("compile_decoding"):
+        say(compile_decoding(model))
     metrics: dict[str, float] = {}
     checkpoints = ("", "")
     if cfg.get("train", True):

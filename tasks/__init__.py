@@ -1,1 +1,2 @@
-"""LightningModules, one file per task, plus task-level metrics and figure logging."""
+"""LightningModules, one file per task, on shared bases (``tasks.base.Task``, ``tasks.sequence.SequenceTask``),
+and predict.py's per-task adapters (``tasks.prediction``)."""

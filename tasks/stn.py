@@ -1,16 +1,23 @@
-"""Spatial-transformer classification of distorted digits: the paper's CNN baseline and ST-CNN."""
+"""Spatial-transformer classification of distorted digits (Jaderberg et al. 2015): the CNN baseline and ST-CNN.
+
+Logged per split: loss, accuracy and error (``val/error`` is what checkpoints monitor); on val/test the IoU of the
+region the transformer samples with the digit's true box, next to the identity transform's; each epoch a figure of
+validation inputs with the sampled region outlined and what the classifier saw.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-import matplotlib.pyplot as plt
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from figures.publish import log_figure
+from figures.transformer import before_after_figure
+from metrics.per_split import ALL_SPLITS, PerSplit
 from modules.classifiers import ConvClassifier
 from modules.spatial_transformer import (
     HeatmapLocalisationNet,
@@ -20,37 +27,33 @@ from modules.spatial_transformer import (
     mask_iou,
     sampled_region_mask,
 )
-from tasks.figure_logging import log_figure
-from tasks.optim import adamw_one_cycle
+from tasks.base import Task
 
 ARCHS = ("cnn", "st_cnn")
 LOCALISATIONS = ("regression", "heatmap")
-SPLITS = ("train", "val", "test")
 
 
-class STNClassifier(pl.LightningModule):
-    """Classify digits, optionally through a spatial transformer; log error, localisation IoU and figures."""
+class STNClassifier(Task):
+    """Classify digits, optionally through a spatial transformer; see the module docstring."""
 
-    def __init__(self, arch: str = "st_cnn", image_size: int = 42, num_classes: int = 10,
-                 st_out_size: int | None = None, channels: tuple[int, ...] = (32, 64), hidden: int = 256,
-                 dropout: float = 0.2, batch_norm: bool = True, kernel_size: int = 5, convs_per_stage: int = 1,
-                 localisation: str = "regression", loc_batch_norm: bool | None = None,
-                 loc_init_scale: float = 1.0, lr: float = 3e-3,
-                 loc_lr_scale: float = 0.3, weight_decay: float = 1e-4, label_smoothing: float = 0.0,
-                 warmup_fraction: float = 0.15, channels_last: bool = False, num_figure_samples: int = 8,
-                 class_names: list[str] | None = None) -> None:
+    def __init__(self, *, arch: str, image_size: int, num_classes: int, class_names: Sequence[str] | None,
+                 st_out_size: int | None, channels: Sequence[int], hidden: int, dropout: float, batch_norm: bool,
+                 kernel_size: int, convs_per_stage: int, localisation: str, loc_batch_norm: bool | None,
+                 loc_init_scale: float, lr: float, loc_lr_scale: float, weight_decay: float, label_smoothing: float,
+                 warmup_fraction: float, channels_last: bool, num_figure_samples: int) -> None:
         """
         Args:
             arch: "cnn" (the baseline) or "st_cnn" (a spatial transformer in front of the same CNN).
             image_size: input height = width (the datamodule's canvas size).
             num_classes: number of classes.
-            st_out_size: size of the transformer's output (default: image_size).
+            class_names: names shown in figures (None: the class indices).
+            st_out_size: size of the transformer's output (None: image_size).
             channels, hidden, dropout, batch_norm, kernel_size, convs_per_stage: the classifier
                 (modules.classifiers.ConvClassifier).
             localisation: how the transformer finds where to look: "regression" (the paper's: a CNN regresses the
                 six affine parameters) or "heatmap" (the translation is the soft-argmax of a convolutional
                 heatmap, the rest regressed; modules.spatial_transformer.HeatmapLocalisationNet).
-            loc_batch_norm: BatchNorm in the localisation net (default: same as batch_norm); see
+            loc_batch_norm: BatchNorm in the localisation net (None: as batch_norm); see
                 modules.spatial_transformer.LocalisationNet for why it matters on cluttered digits.
             loc_init_scale: the transformer's theta at init, times the identity (1: identity; < 1 zooms in).
             lr: peak learning rate of the one-cycle schedule (AdamW).
@@ -60,7 +63,6 @@ class STNClassifier(pl.LightningModule):
             warmup_fraction: fraction of all steps spent warming up.
             channels_last: NHWC memory format (faster convolutions with bf16 and on tensor cores).
             num_figure_samples: validation images shown in the before/after figure each epoch.
-            class_names: names shown in figures (default: the class indices).
         """
         super().__init__()
         if arch not in ARCHS:
@@ -79,14 +81,10 @@ class STNClassifier(pl.LightningModule):
         self.classifier = ConvClassifier(1, num_classes, tuple(channels), hidden, dropout,
                                          batch_norm=batch_norm, kernel_size=kernel_size,
                                          convs_per_stage=convs_per_stage)
-        # per split (ModuleDict keys cannot be "train": nn.Module.train exists)
-        self.accuracy = torch.nn.ModuleDict(
-            {f"{split}_": MulticlassAccuracy(num_classes, average="micro") for split in SPLITS}
-        )
-        self.iou = torch.nn.ModuleDict({f"{split}_": MeanMetric() for split in ("val", "test")})
-        self.iou_identity = torch.nn.ModuleDict({f"{split}_": MeanMetric() for split in ("val", "test")})
-        self.class_names = class_names or [str(i) for i in range(num_classes)]
-        self._figure_batch: dict[str, torch.Tensor] | None = None
+        self.accuracy = PerSplit(lambda: MulticlassAccuracy(num_classes, average="micro"), ALL_SPLITS)
+        self.iou = PerSplit(MeanMetric)
+        self.iou_identity = PerSplit(MeanMetric)
+        self.class_names = list(class_names or [str(i) for i in range(num_classes)])
         if channels_last:
             # here, not in a fit hook: DDP must wrap parameters already in their final layout, or its
             # gradient buckets keep pointing at the old storage
@@ -106,7 +104,7 @@ class STNClassifier(pl.LightningModule):
         out = self(batch["image"])
         smoothing = self.hparams.label_smoothing if split == "train" else 0.0
         loss = F.cross_entropy(out["logits"].float(), batch["label"], label_smoothing=smoothing)
-        accuracy = self.accuracy[f"{split}_"]
+        accuracy = self.accuracy[split]
         accuracy(out["logits"], batch["label"])
         on_step = split == "train"
         self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=not on_step)
@@ -122,12 +120,12 @@ class STNClassifier(pl.LightningModule):
         self._update_localisation(batch, out, "val")
         if batch_idx == 0:
             count = self.hparams.num_figure_samples
-            self._figure_batch = {
+            self.keep_figure_sample({
                 "image": batch["image"][:count].float().cpu(), "label": batch["label"][:count].cpu(),
                 "transformed": out["transformed"][:count].float().cpu(),
                 "pred": out["logits"][:count].argmax(-1).cpu(),
                 "theta": out["theta"][:count].float().cpu() if out["theta"] is not None else None,
-            }
+            })
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         _, out = self._shared_step(batch, "test")
@@ -145,58 +143,21 @@ class STNClassifier(pl.LightningModule):
         height, width = batch["image"].shape[-2:]
         truth = box_mask(batch["box"], height, width)                              # [B, H, W]
         whole = torch.ones_like(truth)
-        self.iou_identity[f"{split}_"](mask_iou(whole, truth))
-        self.log(f"{split}/iou_identity", self.iou_identity[f"{split}_"], on_step=False, on_epoch=True)
+        self.iou_identity[split](mask_iou(whole, truth))
+        self.log(f"{split}/iou_identity", self.iou_identity[split], on_step=False, on_epoch=True)
         if out["theta"] is not None:
-            self.iou[f"{split}_"](mask_iou(sampled_region_mask(out["theta"], height, width), truth))
-            self.log(f"{split}/iou", self.iou[f"{split}_"], on_step=False, on_epoch=True)
+            self.iou[split](mask_iou(sampled_region_mask(out["theta"], height, width), truth))
+            self.log(f"{split}/iou", self.iou[split], on_step=False, on_epoch=True)
 
-    def on_validation_epoch_end(self) -> None:
-        # `val/error` is what checkpoints monitor: 1 - accuracy over the whole (synced) validation set
-        self.log("val/error", 1.0 - self.accuracy["val_"].compute(), prog_bar=True, sync_dist=False)
-        if self._figure_batch is not None and not self.trainer.sanity_checking:
-            log_figure(self.trainer, "val/transformer", self.before_after_figure(self._figure_batch),
-                       caption="input (red: region sampled) | transformed; predicted / true")
-        self._figure_batch = None
+    def log_split_end(self, split: str) -> None:
+        # 1 - accuracy over the whole split (synced over ranks by the metric)
+        self.log(f"{split}/error", 1.0 - self.accuracy[split].compute(), prog_bar=split == "val", sync_dist=False)
 
-    def on_test_epoch_end(self) -> None:
-        self.log("test/error", 1.0 - self.accuracy["test_"].compute(), sync_dist=False)
+    def log_figures(self, sample: dict[str, Any]) -> None:
+        log_figure(self.trainer, "val/transformer", before_after_figure(sample, self.class_names),
+                   caption="input (red: region sampled) | transformed; predicted / true")
 
-    def before_after_figure(self, sample: dict[str, Any]) -> plt.Figure:
-        """Two rows: inputs (with the sampled region outlined) and what the classifier sees, titled predicted / true
-        class (``sample``: image, transformed, pred, theta (or None), label (or None: predicted only))."""
-        count = sample["image"].shape[0]
-        figure, axes = plt.subplots(2, count, figsize=(1.4 * count, 3.2), squeeze=False)
-        size = sample["image"].shape[-1]
-        corners = torch.tensor([[-1, -1, 1], [1, -1, 1], [1, 1, 1], [-1, 1, 1], [-1, -1, 1]], dtype=torch.float)
-        for i in range(count):
-            axes[0, i].imshow(sample["image"][i, 0], cmap="gray", vmin=0, vmax=1)
-            if sample["theta"] is not None:
-                # theta maps output coords to input coords in [-1, 1] (align_corners=False): pixel = (x+1)*S/2 - 0.5
-                xy = (corners @ sample["theta"][i].T + 1) * size / 2 - 0.5          # [5, 2] pixel coords
-                axes[0, i].plot(xy[:, 0], xy[:, 1], color="red", linewidth=1)
-                axes[0, i].set_xlim(-0.5, size - 0.5)
-                axes[0, i].set_ylim(size - 0.5, -0.5)
-            axes[1, i].imshow(sample["transformed"][i, 0], cmap="gray", vmin=0, vmax=1)
-            pred = int(sample["pred"][i])
-            if sample.get("label") is None:  # a prediction on the user's own image: no truth to compare with
-                axes[1, i].set_title(f"predicted {self.class_names[pred]}", fontsize=8)
-            else:
-                true = int(sample["label"][i])
-                axes[1, i].set_title(f"{self.class_names[pred]} / {self.class_names[true]}", fontsize=8,
-                                     color="green" if pred == true else "red")
-            for ax in axes[:, i]:
-                ax.axis("off")
-        axes[0, 0].set_title("input", fontsize=8, loc="left")
-        figure.tight_layout()
-        return figure
-
-    def configure_optimizers(self) -> dict[str, Any]:
+    def parameter_groups(self) -> list[dict[str, Any]]:
         localisation = list(self.transformer.parameters()) if self.transformer is not None else []
-        return adamw_one_cycle(
-            self,
-            [{"params": list(self.classifier.parameters())},
-             {"params": localisation, "lr_scale": self.hparams.loc_lr_scale}],
-            lr=self.hparams.lr, weight_decay=self.hparams.weight_decay,
-            warmup_fraction=self.hparams.warmup_fraction,
-        )
+        return [{"params": list(self.classifier.parameters())},
+                {"params": localisation, "lr_scale": self.hparams.loc_lr_scale}]

@@ -5,10 +5,9 @@ frames [B, T, 3, H, W] -> the shared image encoder on all B*T frames at once -> 
 at every word. ``temporal=mean`` is the baseline without temporal attention: the decoder sees one position, the
 mean of the real frames.
 
-Everything else (losses, batched beam search decoding, BLEU-1..4 and CIDEr-D, attention entropy, checkpoints) is
-the image captioner's (``tasks.captioning.ImageCaptioner``). Attention correctness here is temporal: for each
-generated word that names an event's object or action, the attention mass on that event's frames, next to what
-uniform weights over the real frames give.
+Losses, decoding and caption metrics are the captioner's (``tasks.captioner``). Attention correctness here is
+temporal: for each generated word that names an event's object or action, the attention mass on that event's
+frames, next to what uniform weights over the real frames give.
 """
 
 from __future__ import annotations
@@ -19,28 +18,27 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from figures.frames import frame_attention_figure
+from figures.publish import log_figure, log_table
+from metrics.attention_correctness import word_object_grounding
 from modules.beam_search import Decoded
-from tasks.attention_correctness import word_object_grounding
-from tasks.captioning import ImageCaptioner
-from tasks.figure_logging import log_figure, log_table
-from tasks.video_figures import frame_attention_figure
+from tasks.captioner import Captioner
 
 TEMPORAL = ("attention", "mean")
 
 
-class VideoCaptioner(ImageCaptioner):
+class VideoCaptioner(Captioner):
     """Temporal attention over frame features; see the module docstring."""
 
-    def __init__(self, temporal: str = "attention", num_frames: int = 16, feature_dim: int | None = None,
-                 **captioner: Any) -> None:
+    def __init__(self, *, temporal: str, num_frames: int, feature_dim: int | None, **captioner: Any) -> None:
         """
         Args:
             temporal: "attention" (soft attention over frames at every word) or "mean" (the mean-pool baseline).
-            num_frames: frames per clip (for figures).
+            num_frames: frames per clip (for figures and predict.py).
             feature_dim: size of precomputed per-frame features read from disk (projected to the encoder's size);
                 None: frames go through the image encoder.
-            captioner: the image captioner's arguments (vocabulary, image_size, encoder, decoder sizes, attention
-                soft|hard, decoding, optimiser; see ``tasks.captioning.ImageCaptioner``).
+            captioner: the arguments of ``tasks.captioner.Captioner`` (vocabulary, encoder, decoder sizes,
+                attention soft|hard, decoding, optimiser).
         """
         if temporal not in TEMPORAL:
             raise ValueError(f"model.temporal={temporal!r}; choose one of {list(TEMPORAL)}")
@@ -51,15 +49,15 @@ class VideoCaptioner(ImageCaptioner):
         self.feature_proj = nn.Linear(feature_dim, self.encoder.out_dim) if feature_dim else None
 
     def feature_cache_encoder(self) -> nn.Module:
-        """frames [B, T, 3, H, W] -> per-frame features [B, T, D]: the encoder on all B*T frames at once, each
-        frame's grid mean-pooled (also what ``cache_features`` stores, once per clip)."""
-        return FrameFeatures(super().feature_cache_encoder())
+        """frames [B, T, 3, H, W] -> per-frame features [B, T, D] (what ``cache_features`` stores, once per clip)."""
+        return FrameFeatures(self.encoder)
 
     def feature_cache_loader(self, split: str) -> DataLoader:
         return self.trainer.datamodule.clip_loader(split)
 
     def memory(self, batch: dict[str, Any], split: str) -> tuple[Tensor, Tensor | None]:
-        """frames [B, T, 3, H, W] + frame_mask [B, T] -> frame features [B, T, D] and mask (mean: [B, 1, D], None)."""
+        """frames [B, T, 3, H, W] (or features [B, T, F]) + frame_mask [B, T] -> frame features [B, T, D] and
+        the mask (temporal=mean: their mean [B, 1, D], mask None)."""
         frame_mask = batch["frame_mask"]
         if self.feature_proj is not None:                                                 # precomputed [B, T, F]
             features = torch.tanh(self.feature_proj(batch["features"]))                   # [B, T, D]
@@ -72,8 +70,8 @@ class VideoCaptioner(ImageCaptioner):
             return (features * real).sum(1, keepdim=True) / real.sum(1, keepdim=True).clamp(min=1), None
         return features, frame_mask
 
-    def _grounded_mass(self, batch: dict[str, Any], words: Tensor, attention: Tensor
-                       ) -> tuple[Tensor | None, Tensor | None]:
+    def grounded_mass(self, batch: dict[str, Any], words: Tensor, attention: Tensor
+                      ) -> tuple[Tensor | None, Tensor | None]:
         """Mass on the frames of the events a word names, and uniform weights' mass there (generated clips)."""
         if "event_words" not in batch or self.hparams.temporal == "mean":
             return None, None
@@ -85,14 +83,14 @@ class VideoCaptioner(ImageCaptioner):
         uniform = (target * real[:, None]).sum(-1) / real.sum(-1, keepdim=True).clamp(min=1)   # [B, L]
         return mass[named], uniform[named]
 
-    def _evaluate(self, batch: dict[str, Any], split: str, keep_figure: bool) -> None:
-        has_frames = "frames" in batch
-        first = batch["frames"][:, 0] if has_frames else torch.zeros(len(batch["tokens"]), 3, 8, 8)
-        super()._evaluate({**batch, "image": first}, split, keep_figure and has_frames)
-        if keep_figure and has_frames and self._figure_batch is not None:
-            self._figure_batch["frames"] = batch["frames"][: self.hparams.num_figure_samples].float().cpu()
+    def figure_sample(self, batch: dict[str, Any], decoded: Decoded, texts: list[str]) -> dict[str, Any] | None:
+        if "frames" not in batch:  # precomputed features: no pixels to show
+            return None
+        count = self.hparams.num_figure_samples
+        return {"frames": batch["frames"][:count].float().cpu(), "texts": texts[:count],
+                "attention": [h.attention for h in decoded[:count]], "references": batch["references"][:count]}
 
-    def _log_figures(self, sample: dict[str, Any]) -> None:
+    def log_figures(self, sample: dict[str, Any]) -> None:
         """The frame strip of each clip with its caption and every word's attention on every frame."""
         if self.hparams.temporal == "attention":
             log_figure(self.trainer, "val/frame_attention", frame_attention_figure(
@@ -107,11 +105,10 @@ class VideoCaptioner(ImageCaptioner):
         over the frames [L_b, T] (over one position, the mean, with temporal=mean)."""
         return self.decode_captions(*self.memory(batch, "predict"))
 
-    @torch.no_grad()
     def generate_clips(self, frames: Tensor, beam_size: int | None = None) -> Decoded:
         """frames [B, T, 3, H, W] -> the decoded caption of each clip (call in eval mode)."""
         mask = torch.ones(frames.shape[:2], dtype=torch.bool, device=frames.device)
-        return self.decode(*self.memory({"frames": frames, "frame_mask": mask}, "predict"), beam_size)
+        return self.decode(*self.memory({"frames": frames, "frame_mask": mask}, "predict"), beam_size=beam_size)
 
 
 class FrameFeatures(nn.Module):

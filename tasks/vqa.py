@@ -15,25 +15,25 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from datamodules.vocabulary import Vocabulary
 from datamodules.vqa import KIND_IDS, QUESTION_TYPES
-from modules.encoders import IMAGENET_MEAN, IMAGENET_STD, TextEncoder, image_encoder_from_options, measure_grid
+from figures.hops import hop_attention_figure
+from figures.publish import log_figure
+from metrics.attention_correctness import box_cell_cover
+from metrics.distributed import compute_quietly, updated_on_any_rank
+from metrics.grouped_mean import GroupedMean
+from metrics.per_split import ALL_SPLITS, PerSplit
+from metrics.vqa_accuracy import VQAAccuracy
+from modules.encoders import TextEncoder, measure_grid
 from modules.stacked_attention import StackedAttention
-from tasks.attention_correctness import box_cell_cover
-from tasks.epoch_metrics import GroupedMean, compute_quietly, updated_on_any_rank
-from tasks.figure_logging import log_figure
-from tasks.optim import adamw_one_cycle
-from tasks.saved_vocabularies import load_vocabularies, save_vocabularies
-from tasks.vqa_accuracy import VQAAccuracy
-from tasks.vqa_figures import hop_attention_figure
+from tasks.base import Task
+from tasks.image_encoder import build_image_encoder
+from text.vocabulary import Vocabulary
 
-SPLITS = ("train", "val", "test")
 KINDS = tuple(KIND_IDS)                      # non_relational, relational (the batch's "kind" ids)
 GROUPS = (("kind", KINDS), ("question_type", QUESTION_TYPES))   # Sort-of-CLEVR: accuracy per group of each
 
@@ -45,27 +45,25 @@ def grid_coordinates(grid: tuple[int, int]) -> Tensor:
     return torch.stack([x.reshape(-1), y.reshape(-1)], dim=-1)
 
 
-class StackedAttentionVQA(pl.LightningModule):
+class StackedAttentionVQA(Task):
     """SAN: see the module docstring."""
 
-    def __init__(self, question_vocabulary: Vocabulary | None = None, question_vocab_size: int | None = None,
-                 answers: list[str] | None = None, image_size: int = 75, hops: int = 2, encoder: str = "conv",
-                 channels: tuple[int, ...] = (32, 64, 128), strided: bool = True, resnet_arch: str = "resnet152",
-                 pretrained: bool = False, trainable: str = "none", grid_size: int = 14, dim: int = 256,
-                 attention_dim: int = 128, embed_dim: int = 64, coordinates: bool = False,
-                 question_bidirectional: bool = False, question_norm: bool = False, score: str = "additive",
-                 readout: str = "sum", classifier_hidden: int = 0, attention_supervision: float = 0.0,
-                 dropout: float = 0.2, lr: float = 2e-3, weight_decay: float = 1e-4, warmup_fraction: float = 0.05,
-                 channels_last: bool = False, num_figure_samples: int = 6) -> None:
+    vocabulary_names = ("question_vocabulary",)
+
+    def __init__(self, *, question_vocabulary: Vocabulary | None = None, question_vocab_size: int | None = None,
+                 answers: list[str], image_size: int, encoder: dict[str, Any], hops: int, dim: int,
+                 attention_dim: int, embed_dim: int, coordinates: bool, question_bidirectional: bool,
+                 question_norm: bool, score: str, readout: str, classifier_hidden: int, attention_supervision: float,
+                 dropout: float, lr: float, weight_decay: float, warmup_fraction: float, channels_last: bool,
+                 num_figure_samples: int) -> None:
         """
         Args:
             question_vocabulary: the question tokeniser (the datamodule's); saved in checkpoints.
             question_vocab_size: taken from the vocabulary when given (kept to rebuild from a checkpoint).
             answers: the answer classes (the datamodule's).
             image_size: input size (the encoder's grid is measured from it).
+            encoder: the image encoder's config (``_target_`` and its arguments: ``configs/model/encoder/``).
             hops: attention layers (0: the no-attention baseline).
-            encoder, channels, strided, resnet_arch, pretrained, trainable, grid_size: the image encoder (see
-                tasks.captioning.ImageCaptioner).
             dim: d, the joint size of image positions and the question vector.
             attention_dim: width of each hop's attention.
             embed_dim: question word embedding size.
@@ -88,12 +86,12 @@ class StackedAttentionVQA(pl.LightningModule):
                 attention mass on the cells of the object the question names). Relational questions and later
                 hops are left free: those answers depend on other objects too (a count cannot be read from a
                 normalised average over one object), and supervising every hop cost the relational questions
-                14 points in the 4-epoch run (README). 0 (default): the paper's unsupervised SAN. Needs the
+                accuracy (benchmarks/results/vqa_attention_supervision.md). 0: the paper's unsupervised SAN. Needs the
                 named objects' boxes, so generated Sort-of-CLEVR only (VQA v2 has none: an error says so).
             dropout: before the answer classifier.
             lr, weight_decay, warmup_fraction: AdamW with a one-cycle schedule.
             channels_last: NHWC memory format for the image encoder (with ``trainer.precision=bf16-mixed``, faster
-                convolutions on CPUs with bf16 support and on tensor cores; README).
+                convolutions on CPUs with bf16 support and on tensor cores).
             num_figure_samples: validation questions shown with their per-hop maps each epoch.
         """
         super().__init__()
@@ -105,11 +103,7 @@ class StackedAttentionVQA(pl.LightningModule):
             raise ValueError(f"model.attention_supervision must be >= 0, got {attention_supervision}")
         self.save_hyperparameters(ignore=["question_vocabulary"])
         self.question_vocabulary = question_vocabulary
-        self.encoder = image_encoder_from_options(encoder, channels, strided, resnet_arch, pretrained, trainable,
-                                                  grid_size)
-        self.normalize = encoder == "resnet"
-        self.register_buffer("image_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("image_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.encoder = build_image_encoder(encoder)
         self.grid = measure_grid(self.encoder, image_size)
         self.image_proj = nn.Linear(self.encoder.out_dim + 2 * coordinates, dim)
         if coordinates:
@@ -125,21 +119,18 @@ class StackedAttentionVQA(pl.LightningModule):
         hidden = [nn.Linear(readout_dim, classifier_hidden), nn.ReLU(inplace=True)] if classifier_hidden > 0 else []
         self.classifier = nn.Sequential(nn.Dropout(dropout), *hidden,
                                         nn.Linear(classifier_hidden or readout_dim, len(answers)))
-        self.accuracy = nn.ModuleDict({f"{s}_all": MeanMetric(nan_strategy="disable") for s in SPLITS})
-        self.group_accuracy = nn.ModuleDict({f"{s}_{key}": GroupedMean(len(names)) for s in SPLITS
-                                             for key, names in GROUPS})
-        self.correctness = nn.ModuleDict({f"{s}_{h}": MeanMetric() for s in ("val", "test") for h in range(hops)})
-        self.correctness_uniform = nn.ModuleDict({f"{s}_": MeanMetric() for s in ("val", "test")})
-        self.vqa_accuracy = nn.ModuleDict({f"{s}_": VQAAccuracy() for s in ("val", "test")})
-        self._figure_batch: dict[str, Any] | None = None
+        self.accuracy = PerSplit(lambda: MeanMetric(nan_strategy="disable"), ALL_SPLITS)
+        self.group_accuracy = PerSplit(
+            lambda: nn.ModuleDict({key: GroupedMean(len(names)) for key, names in GROUPS}), ALL_SPLITS)
+        self.correctness = PerSplit(lambda: nn.ModuleList([MeanMetric() for _ in range(hops)]))   # one per hop
+        self.correctness_uniform = PerSplit(MeanMetric)
+        self.vqa_accuracy = PerSplit(VQAAccuracy)
         if channels_last:
             # here, not in a fit hook: DDP must wrap parameters already in their final layout
             self.to(memory_format=torch.channels_last)
 
     def forward(self, images: Tensor, question: Tensor, question_lengths: Tensor) -> tuple[Tensor, list[Tensor]]:
         """images [B, 3, H, W] in [0, 1], question [B, L] ids, lengths [B] -> (logits [B, K], hop maps k x [B, N])."""
-        if self.normalize:
-            images = (images - self.image_mean) / self.image_std
         if self.hparams.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         features = self.encoder(images)                                                    # [B, N, C]
@@ -166,12 +157,12 @@ class StackedAttentionVQA(pl.LightningModule):
         loss = self._loss(logits, batch)
         predicted = logits.argmax(dim=-1)                                                   # [B]
         correct = (predicted == batch["answer"]).float()                  # [B] (an answer outside the top-K: -1)
-        self.accuracy[f"{split}_all"].update(correct)
+        self.accuracy[split].update(correct)
         for key, _ in GROUPS:  # Sort-of-CLEVR only
             if key in batch:
-                self.group_accuracy[f"{split}_{key}"].update(correct, batch[key])
+                self.group_accuracy[split][key].update(correct, batch[key])
         if "human_answers" in batch and split != "train":  # VQA v2: the official accuracy against 10 humans
-            self.vqa_accuracy[f"{split}_"].update([self.hparams.answers[i] for i in predicted.tolist()],
+            self.vqa_accuracy[split].update([self.hparams.answers[i] for i in predicted.tolist()],
                                                   batch["human_answers"], batch["answer_types"])
         on_step = split == "train"
         self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=on_step,
@@ -211,11 +202,11 @@ class StackedAttentionVQA(pl.LightningModule):
         self._update_correctness(batch, maps, "val")
         if batch_idx == 0:
             count = self.hparams.num_figure_samples
-            self._figure_batch = {"image": batch["image"][:count].float().cpu(),
-                                  "questions": batch["question_text"][:count],
-                                  "predicted": [self.hparams.answers[i] for i in predicted[:count].tolist()],
-                                  "truth": batch["answer_text"][:count],
-                                  "maps": [m[:count].float().cpu() for m in maps]}
+            self.keep_figure_sample({"image": batch["image"][:count].float().cpu(),
+                                     "questions": batch["question_text"][:count],
+                                     "predicted": [self.hparams.answers[i] for i in predicted[:count].tolist()],
+                                     "truth": batch["answer_text"][:count],
+                                     "maps": [m[:count].float().cpu() for m in maps]})
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         _, _, maps = self._step(batch, "test")
@@ -233,59 +224,41 @@ class StackedAttentionVQA(pl.LightningModule):
             return
         cover = self._about_cover(batch)                                                   # [B, N]
         for hop, weights in enumerate(maps):
-            self.correctness[f"{split}_{hop}"].update((weights.float() * cover).sum(-1))
-        self.correctness_uniform[f"{split}_"].update(cover.mean(-1))
+            self.correctness[split][hop].update((weights.float() * cover).sum(-1))
+        self.correctness_uniform[split].update(cover.mean(-1))
 
-    def _log_epoch(self, split: str) -> None:
+    def log_split_end(self, split: str) -> None:
         values = {}
-        metric = self.accuracy[f"{split}_all"]
+        metric = self.accuracy[split]
         if updated_on_any_rank(self, metric):
             values[f"{split}/acc"] = compute_quietly(metric)
         metric.reset()
         for key, names in GROUPS:
-            metric = self.group_accuracy[f"{split}_{key}"]
+            metric = self.group_accuracy[split][key]
             if updated_on_any_rank(self, metric):
                 means, counts = compute_quietly(metric)                                    # [G], [G] all ranks
                 present = counts.gt(0).tolist()                                            # one host sync
                 values.update({f"{split}/acc_{name}": means[g] for g, name in enumerate(names) if present[g]})
             metric.reset()
-        if split != "train" and self.hparams.hops and updated_on_any_rank(self, self.correctness[f"{split}_0"]):
-            for hop in range(self.hparams.hops):
-                metric = self.correctness[f"{split}_{hop}"]
+        if split != "train" and self.hparams.hops and updated_on_any_rank(self, self.correctness[split][0]):
+            for hop, metric in enumerate(self.correctness[split]):
                 values[f"{split}/attention_correctness_hop{hop + 1}"] = compute_quietly(metric)
                 metric.reset()
-            values[f"{split}/attention_correctness_uniform"] = compute_quietly(self.correctness_uniform[f"{split}_"])
-            self.correctness_uniform[f"{split}_"].reset()
-        if split != "train" and updated_on_any_rank(self, self.vqa_accuracy[f"{split}_"]):
-            for name, value in compute_quietly(self.vqa_accuracy[f"{split}_"]).items():
+            values[f"{split}/attention_correctness_uniform"] = compute_quietly(self.correctness_uniform[split])
+            self.correctness_uniform[split].reset()
+        if split != "train" and updated_on_any_rank(self, self.vqa_accuracy[split]):
+            for name, value in compute_quietly(self.vqa_accuracy[split]).items():
                 key = "vqa_acc" if name == "overall" else "vqa_acc_" + name.replace("/", "_")
                 values[f"{split}/{key}"] = value
-            self.vqa_accuracy[f"{split}_"].reset()
+            self.vqa_accuracy[split].reset()
         for name, value in values.items():
             self.log(name, value.float(), prog_bar=name == "val/acc", sync_dist=False)
 
     def on_train_epoch_end(self) -> None:
-        self._log_epoch("train")
+        self.log_split_end("train")
 
-    def on_validation_epoch_end(self) -> None:
-        self._log_epoch("val")
-        if self._figure_batch is not None and not self.trainer.sanity_checking and self.hparams.hops:
-            sample = self._figure_batch
+    def log_figures(self, sample: dict[str, Any]) -> None:
+        if self.hparams.hops:
             log_figure(self.trainer, "val/hops", hop_attention_figure(
                 sample["image"], sample["questions"], sample["predicted"], sample["truth"], sample["maps"],
                 self.grid), caption="question; predicted / true answer; attention of every hop")
-        self._figure_batch = None
-
-    def on_test_epoch_end(self) -> None:
-        self._log_epoch("test")
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        save_vocabularies(checkpoint, question_vocabulary=self.question_vocabulary)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        (self.question_vocabulary,) = load_vocabularies(checkpoint, "question_vocabulary")
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        return adamw_one_cycle(self, [{"params": [p for p in self.parameters() if p.requires_grad]}],
-                               lr=self.hparams.lr, weight_decay=self.hparams.weight_decay,
-                               warmup_fraction=self.hparams.warmup_fraction)

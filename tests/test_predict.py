@@ -16,8 +16,8 @@ from PIL import Image, ImageDraw
 
 from suite.checkpoints import SUITE_KEY, CheckpointError, load_checkpoint
 from suite.predict import run_prediction
-from suite.prediction_inputs import InputError
 from suite.run import run
+from tasks.prediction.inputs import InputError
 from tests.conftest import CONFIGS, FAST, compose_config, run_cli
 from tests.datamodules.test_video_frames import write_video
 
@@ -169,8 +169,8 @@ def test_video_file_and_frame_folder_equal_the_models_own_decoding(checkpoints, 
 
 def _loader_of(checkpoint: Path, user_input: Path):
     """The batches predict.py builds for this input (to decode them with the model's own method)."""
-    from suite.prediction_inputs import classify
     from tasks.prediction import predictor_class
+    from tasks.prediction.inputs import classify
 
     loaded = load_checkpoint(checkpoint)
     predictor = predictor_class(loaded.model)(loaded.model, loaded.config.data, predict_config(checkpoint, "x", "y"))

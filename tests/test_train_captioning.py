@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from suite.configs import task_datamodule
 from suite.run import run
 from tasks.captioning import ImageCaptioner
 from tests.conftest import metrics_one_process_and_ddp, run_cli
@@ -98,10 +99,11 @@ def test_paper_presets_run_on_a_karpathy_split_with_real_jpegs(make_cfg, tmp_pat
                   else "dataset_coco.json")
     # shrunk to run here: ResNet-18 without the ImageNet download, 64px images, a small decoder
     cfg = make_cfg(f"experiment={experiment}", f"data.root={tmp_path / 'data'}", "trainer.fast_dev_run=true",
-                   "model.pretrained=false", "model.resnet_arch=resnet18", "model.grid_size=2", "data.image_size=64",
+                   "model.encoder.pretrained=false", "model.encoder.arch=resnet18", "model.encoder.grid_size=2",
+                   "data.image_size=64",
                    "model.hidden_dim=32", "model.embed_dim=16", "model.attention_dim=16", "data.batch_size=2",
                    "data.min_word_count=1", "trainer.precision=32-true")
-    assert cfg.model.encoder == "resnet" and cfg.data.source == "karpathy"
+    assert cfg.model.encoder._target_.endswith("ResNetGridEncoder") and cfg.data.source == "karpathy"
     metrics = run(cfg)
     assert "test/bleu4" in metrics and "test/attention_correctness" not in metrics  # no boxes in real data
 
@@ -121,17 +123,17 @@ def test_feature_cache_for_a_frozen_encoder_matches_encoding_and_trains(make_cfg
     (tmp_path / "data").mkdir()
     write_dataset(tmp_path / "data", coco_entries())
     cfg = make_cfg("task=captioning", "data.source=karpathy", f"data.root={tmp_path / 'data'}", "data.image_size=64",
-                   "model.encoder=resnet", "model.resnet_arch=resnet18", "model.pretrained=false",
-                   "model.trainable=none", "model.grid_size=2", "model.cache_features=true", "data.batch_size=2",
+                   "model/encoder=resnet", "model.encoder.arch=resnet18", "model.encoder.pretrained=false",
+                   "model.encoder.trainable=none", "model.encoder.grid_size=2", "model.cache_features=true",
+                   "data.batch_size=2",
                    "model.hidden_dim=32", "model.embed_dim=16", "model.attention_dim=16",
                    "trainer.max_epochs=1", "test=false")
     run(cfg)
     model = ImageCaptioner.load_from_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt",
                                                 weights_only=True)
     assert model.hparams.cache_features
-    from datamodules.captions import CaptionDataModule
 
-    data = CaptionDataModule(source="karpathy", root=str(tmp_path / "data"), image_size=64, batch_size=2,
+    data = task_datamodule("captioning", source="karpathy", root=str(tmp_path / "data"), image_size=64, batch_size=2,
                              num_workers=0)
     data.setup("fit")
     model.trainer = type("T", (), {"datamodule": data, "is_global_zero": True})()  # what memory() reads
@@ -139,7 +141,7 @@ def test_feature_cache_for_a_frozen_encoder_matches_encoding_and_trains(make_cfg
     model.eval()
     cached, mask = model.memory(batch, "train")
     assert mask is None
-    torch.testing.assert_close(cached, model.encode(batch["image"]), atol=2e-2, rtol=2e-2)  # fp16 storage
+    torch.testing.assert_close(cached, model.encoder(batch["image"]), atol=2e-2, rtol=2e-2)  # fp16 storage
     assert set(model._feature_caches) == {"train"} and len(model._feature_caches["train"]) == 3
 
 

@@ -79,7 +79,8 @@ def test_ddp_test_metrics_equal_one_process_metrics(tmp_path):
     keys = ("test/bleu", "test/loss", "test/perplexity", "test/length")
     metrics = metrics_one_process_and_ddp(common, keys, tmp_path, ("trainer.limit_train_batches=3",))
     assert metrics["single"]["test/perplexity"] >= 1.0
-    assert metrics["ddp"] == pytest.approx(metrics["single"], abs=1e-5)
+    # the same sums over other batchings: equal to float32 rounding (perplexity is exp(loss), so relative)
+    assert metrics["ddp"] == pytest.approx(metrics["single"], rel=1e-6, abs=1e-5)
 
 
 def test_compile_decoding_scores_with_the_fused_kernel_and_decodes_the_same(make_cfg, monkeypatch, caplog):

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from datamodules.video_captions import VideoCaptionDataModule
+from suite.configs import task_datamodule, task_model
 from suite.run import run
 from tasks.video_captioning import VideoCaptioner
 from tests.conftest import metrics_one_process_and_ddp
@@ -16,6 +17,8 @@ SMALL = ["data.num_clips.train=12", "data.num_clips.val=4", "data.num_clips.test
          "data.eval_batch_size=4", "data.num_frames=8", "model.hidden_dim=32", "model.embed_dim=16",
          "model.attention_dim=16", "model.beam_size=2", "model.max_decode_len=8"]
 EVAL = {"bleu4", "cider", "attention_entropy", "loss"}
+# the MSVD preset's ImageNet ResNet-152, shrunk: no download, a small trunk and grid
+SMALL_RESNET = ["model.encoder.pretrained=false", "model.encoder.arch=resnet18", "model.encoder.grid_size=1"]
 
 
 @pytest.mark.parametrize("temporal", ["attention", "mean"])
@@ -35,23 +38,30 @@ def test_fit_writes_the_frame_attention_figure(make_cfg):
 
 @pytest.fixture(scope="module")
 def data() -> VideoCaptionDataModule:
-    datamodule = VideoCaptionDataModule(num_clips={"train": 8, "val": 4, "test": 4}, num_frames=8, batch_size=4,
-                                        num_workers=0, seed=1)
+    datamodule = task_datamodule("video_captioning", num_clips={"train": 8, "val": 4, "test": 4}, num_frames=8,
+                                 batch_size=4, num_workers=0, seed=1)
     datamodule.setup("fit")
     return datamodule
 
 
-def small_model(data: VideoCaptionDataModule, **kwargs) -> VideoCaptioner:
+def small_model(data: VideoCaptionDataModule, *overrides: str, **kwargs) -> VideoCaptioner:
+    """configs/task/video_captioning.yaml's model at test size (Hydra ``overrides`` such as model/encoder=resnet)."""
     torch.manual_seed(0)
-    return VideoCaptioner(vocabulary=data.vocabulary, image_size=data.image_size, channels=[16, 32, 32],
-                          embed_dim=32, hidden_dim=64, attention_dim=32, dropout=0.0, alpha_c=0.0, **kwargs)
+    args = {"embed_dim": 32, "hidden_dim": 64, "attention_dim": 32, "dropout": 0.0, "alpha_c": 0.0,
+            "num_frames": data.hparams.num_frames, **kwargs}
+    if not overrides:
+        args["encoder"] = {"channels": [16, 32, 32], **args.get("encoder", {})}
+    provided = {"vocabulary": data.vocabulary, "image_size": data.image_size, "feature_dim": None}
+    if "feature_dim" in args:
+        provided["feature_dim"] = args.pop("feature_dim")
+    return task_model("video_captioning", provided, *overrides, **args)
 
 
 def test_frame_encoder_batched_equals_one_frame_at_a_time(data):
     model = small_model(data).eval()
     batch = next(iter(data.val_dataloader()))
     memory, mask = model.memory(batch, "val")                                            # [B, T, D]
-    one = torch.stack([torch.stack([model.encode(frame[None]).mean(1)[0] for frame in clip])
+    one = torch.stack([torch.stack([model.encoder(frame[None]).mean(1)[0] for frame in clip])
                        for clip in batch["frames"]])
     torch.testing.assert_close(memory, one, atol=1e-5, rtol=1e-4)
     assert mask.all()
@@ -72,7 +82,7 @@ def test_overfits_one_batch_and_decodes_its_captions(data):
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(150):
         memory, mask = model.memory(batch, "train")
-        losses = model._losses(model.decoder(memory, mask, batch["tokens"][:, :-1]), batch["tokens"], 0.0)
+        losses = model.training_losses(model.decoder(memory, mask, batch["tokens"][:, :-1]), batch["tokens"])
         optimizer.zero_grad()
         losses["loss"].backward()
         optimizer.step()
@@ -88,7 +98,7 @@ def test_temporal_correctness_on_maps_that_look_at_the_named_event(data):
     ids = batch["event_words"][:, 0, :1]                                   # [B, 1]: the first event's colour
     frames = batch["event_frames"][:, 0].float()                                         # [B, T]
     on_event = frames / frames.sum(-1, keepdim=True)
-    mass, uniform = model._grounded_mass(batch, ids, on_event[:, None])
+    mass, uniform = model.grounded_mass(batch, ids, on_event[:, None])
     torch.testing.assert_close(mass, torch.ones_like(mass))
     assert (uniform > 0).all() and uniform.min() < 1  # a word naming the object of both events covers all frames
 
@@ -108,7 +118,7 @@ def test_msvd_preset_on_real_video_files_and_missing_videos(make_cfg, tmp_path):
     for n, key in enumerate(keys[:3]):  # the last clip's video is missing; one video is shorter than num_frames
         write_video(tmp_path / "videos" / f"{key}.mp4", [(200, 30 * n, 40)] * (4 if n == 0 else 10))
     overrides = ["experiment=video_msvd", f"data.root={tmp_path}", "data.msvd_split_sizes=[2,1,1]",
-                 "data.num_frames=6", "data.image_size=32", "model.encoder=conv", "model.hidden_dim=16",
+                 "data.num_frames=6", "data.image_size=32", *SMALL_RESNET, "model.hidden_dim=16",
                  "model.embed_dim=8", "model.attention_dim=8", "data.batch_size=2", "trainer.precision=32-true",
                  "trainer.fast_dev_run=true", "model.beam_size=2"]
     with pytest.raises(Exception, match="skip_bad_videos"):
@@ -128,12 +138,12 @@ def test_precomputed_frame_features_from_npy_files(make_cfg, tmp_path):
     for n, key in enumerate(keys):
         np.save(tmp_path / "feats" / f"{key}.npy", np.random.default_rng(n).normal(size=(3 + n, 20)).astype("f4"))
     cfg = make_cfg("experiment=video_msvd", f"data.root={tmp_path}", "data.msvd_split_sizes=[2,1,1]",
-                   "data.frames=features", "data.frames_dir=feats", "data.num_frames=5", "model.encoder=conv",
+                   "data.frames=features", "data.frames_dir=feats", "data.num_frames=5", *SMALL_RESNET,
                    "data.image_size=32", "model.hidden_dim=16", "model.embed_dim=8", "model.attention_dim=8",
                    "data.batch_size=2", "trainer.precision=32-true", "trainer.fast_dev_run=true")
     metrics = run(cfg)
     assert "test/cider" in metrics
-    data = VideoCaptionDataModule(source="msvd", root=str(tmp_path), frames="features", frames_dir="feats",
+    data = task_datamodule("video_captioning", source="msvd", root=str(tmp_path), frames="features", frames_dir="feats",
                                   num_frames=5, msvd_split_sizes=(2, 1, 1), batch_size=2, num_workers=0)
     batch = next(iter(data.train_dataloader()))
     assert data.feature_dim == 20 and batch["features"].shape == (2, 5, 20)
@@ -142,7 +152,8 @@ def test_precomputed_frame_features_from_npy_files(make_cfg, tmp_path):
 
 def test_cached_frame_features_equal_the_frozen_encoder_run_on_the_frames(data):
     """cache_features: each clip's per-frame features computed once (fp16) equal the frozen encoder's output."""
-    model = small_model(data, encoder="resnet", resnet_arch="resnet18", grid_size=2, cache_features=True).eval()
+    model = small_model(data, "model/encoder=resnet", encoder={"arch": "resnet18", "grid_size": 2},
+                        cache_features=True).eval()
 
     class Trainer:  # what cached_features reads from the trainer
         datamodule, is_global_zero = data, True
@@ -160,7 +171,8 @@ def test_cached_frame_features_equal_the_frozen_encoder_run_on_the_frames(data):
 
 
 def test_cache_features_trains_through_train_py_and_refuses_disk_features(make_cfg, data):
-    metrics = run(make_cfg("task=video_captioning", *SMALL, "model.encoder=resnet", "model.cache_features=true",
+    metrics = run(make_cfg("task=video_captioning", *SMALL, "model/encoder=resnet", "model.encoder.arch=resnet18",
+                           "model.encoder.grid_size=2", "model.cache_features=true",
                            "trainer.fast_dev_run=true"))
     assert {f"test/{name}" for name in EVAL} <= set(metrics)
     with pytest.raises(ValueError, match="drop cache_features"):

@@ -20,7 +20,8 @@ def small_vqa2_cfg(make_cfg, root: Path, *overrides: str):
 
     write_vqa(root)
     return make_cfg("experiment=san_vqa2", f"data.root={root}", f"data.splits={{train: {SPLIT}, val: {SPLIT}, "
-                    f"test: {SPLIT}}}", "model.pretrained=false", "model.resnet_arch=resnet18", "model.grid_size=2",
+                    f"test: {SPLIT}}}", "model.encoder.pretrained=false", "model.encoder.arch=resnet18",
+                    "model.encoder.grid_size=2",
                     "data.image_size=64", "model.dim=16", "model.attention_dim=8", "model.embed_dim=8",
                     "data.batch_size=2", "data.eval_batch_size=4", "trainer.fast_dev_run=true",
                     "trainer.precision=32-true", "data.top_k=3", *overrides)
@@ -63,7 +64,7 @@ def test_fit_writes_the_hop_figure(make_cfg):
 
 def test_san_vqa2_preset_on_the_real_format_scores_the_official_accuracy(make_cfg, tmp_path):
     cfg = small_vqa2_cfg(make_cfg, tmp_path)
-    assert cfg.data.source == "vqa2" and cfg.model.encoder == "resnet"
+    assert cfg.data.source == "vqa2" and cfg.model.encoder._target_.endswith("ResNetGridEncoder")
     metrics = run(cfg)
     assert 0.0 <= metrics["test/vqa_acc"] <= 1.0 and "test/vqa_acc_yes_no" in metrics
 

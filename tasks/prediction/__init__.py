@@ -4,25 +4,27 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 
+from tasks.captioning import ImageCaptioner
+from tasks.nmt import TranslationModel
 from tasks.prediction.base import Predictor
+from tasks.prediction.captioning import CaptionPredictor
+from tasks.prediction.nmt import SentencePredictor
+from tasks.prediction.stn import DigitPredictor
+from tasks.prediction.video_captioning import ClipPredictor
+from tasks.prediction.vqa import QuestionPredictor
+from tasks.stn import STNClassifier
+from tasks.video_captioning import VideoCaptioner
+from tasks.vqa import StackedAttentionVQA
+
+PREDICTORS: dict[type[pl.LightningModule], type[Predictor]] = {
+    STNClassifier: DigitPredictor, ImageCaptioner: CaptionPredictor, VideoCaptioner: ClipPredictor,
+    StackedAttentionVQA: QuestionPredictor, TranslationModel: SentencePredictor,
+}
 
 
 def predictor_class(model: pl.LightningModule) -> type[Predictor]:
     """The predictor of the model's class (or of its nearest base class that has one)."""
-    from tasks.captioning import ImageCaptioner
-    from tasks.nmt import TranslationModel
-    from tasks.prediction.captioning import CaptionPredictor
-    from tasks.prediction.nmt import SentencePredictor
-    from tasks.prediction.stn import DigitPredictor
-    from tasks.prediction.video_captioning import ClipPredictor
-    from tasks.prediction.vqa import QuestionPredictor
-    from tasks.stn import STNClassifier
-    from tasks.video_captioning import VideoCaptioner
-    from tasks.vqa import StackedAttentionVQA
-
-    predictors = {STNClassifier: DigitPredictor, VideoCaptioner: ClipPredictor, ImageCaptioner: CaptionPredictor,
-                  StackedAttentionVQA: QuestionPredictor, TranslationModel: SentencePredictor}
     for cls in type(model).__mro__:
-        if cls in predictors:
-            return predictors[cls]
+        if cls in PREDICTORS:
+            return PREDICTORS[cls]
     raise TypeError(f"predict.py has no predictor for {type(model).__qualname__}")

@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig
 from torch.utils.data import Dataset
 
-from suite.prediction_inputs import KIND_TEXT, InputError, input_files
+from tasks.prediction.inputs import KIND_TEXT, InputError, input_files
 
 
 class PredictionItems(Dataset):
@@ -32,7 +32,7 @@ class Predictor:
     """Base of the per-task predictors; subclasses set the class attributes and implement the methods."""
 
     task = ""                           # what the model does, for messages ("image captioning")
-    input_kinds: tuple[str, ...] = ()   # suite.prediction_inputs kinds it takes
+    input_kinds: tuple[str, ...] = ()   # tasks.prediction.inputs kinds it takes
 
     def __init__(self, model: pl.LightningModule, data_config: DictConfig, options: DictConfig) -> None:
         """

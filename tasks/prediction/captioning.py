@@ -9,9 +9,9 @@ import matplotlib.pyplot as plt
 import torch
 
 from datamodules.caption_corpora import image_transform
-from suite.prediction_inputs import read_image
-from tasks.caption_figures import attention_caption_figure
+from figures.captions import attention_caption_figure
 from tasks.prediction.base import Predictor
+from tasks.prediction.inputs import read_image
 
 
 class CaptionPredictor(Predictor):

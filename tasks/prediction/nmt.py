@@ -8,9 +8,9 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
-from suite.prediction_inputs import read_lines
-from tasks.alignment_figures import alignment_figure
+from figures.alignment import alignment_figure
 from tasks.prediction.base import Predictor
+from tasks.prediction.inputs import read_lines
 
 
 class SentencePredictor(Predictor):

@@ -10,8 +10,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from suite.prediction_inputs import InputError, read_image
+from figures.transformer import before_after_figure
 from tasks.prediction.base import Predictor
+from tasks.prediction.inputs import InputError, read_image
 
 
 def digit_canvas(image: Image.Image, size: int, invert: str) -> torch.Tensor:
@@ -51,8 +52,9 @@ class DigitPredictor(Predictor):
 
     def figure(self, batch: dict[str, Any], outputs: dict[str, Any], index: int) -> plt.Figure:
         theta = outputs["theta"]
-        return self.model.before_after_figure({
+        return before_after_figure({
             "image": batch["image"][index:index + 1].float().cpu(),
             "transformed": outputs["transformed"][index:index + 1].float().cpu(),
             "pred": outputs["probabilities"][index:index + 1].argmax(-1).cpu(),
-            "theta": theta[index:index + 1].float().cpu() if theta is not None else None, "label": None})
+            "theta": theta[index:index + 1].float().cpu() if theta is not None else None, "label": None},
+            self.model.class_names)

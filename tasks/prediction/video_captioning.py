@@ -11,9 +11,9 @@ import torch
 
 from datamodules.video_annotations import VideoFormatError
 from datamodules.video_frames import FeatureSource, FrameFolderSource, VideoFileSource, VideoReadError, pad_clips
-from suite.prediction_inputs import IMAGE_EXTENSIONS, InputError, input_files
+from figures.frames import frame_attention_figure
 from tasks.prediction.base import Predictor
-from tasks.video_figures import frame_attention_figure
+from tasks.prediction.inputs import IMAGE_EXTENSIONS, InputError, input_files
 
 FRAME_KINDS = ("video", "video_folder", "image_folder")
 FEATURE_KINDS = ("features", "feature_folder")

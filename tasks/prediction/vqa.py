@@ -10,9 +10,9 @@ import matplotlib.pyplot as plt
 import torch
 
 from datamodules.caption_corpora import image_transform
-from suite.prediction_inputs import InputError, input_files, read_image, read_jsonl
+from figures.hops import hop_attention_figure
 from tasks.prediction.base import Predictor
-from tasks.vqa_figures import hop_attention_figure
+from tasks.prediction.inputs import InputError, input_files, read_image, read_jsonl
 
 TOP_ANSWERS = 3
 

@@ -7,13 +7,15 @@ import torch
 
 from datamodules.captions import CaptionDataModule
 from datamodules.karpathy import KarpathyFormatError
+from suite.configs import task_datamodule
 from tests.karpathy_fixtures import coco_entries, write_dataset
 
 SMALL = {"train": 12, "val": 5, "test": 5}
 
 
 def scenes(**kwargs) -> CaptionDataModule:
-    return CaptionDataModule(num_images=SMALL, batch_size=4, num_workers=0, seed=1, **kwargs)
+    return task_datamodule("captioning", num_images=SMALL, batch_size=4, eval_batch_size=4, num_workers=0, seed=1,
+                           **kwargs)
 
 
 def test_training_batches_pair_each_image_with_one_caption():
@@ -59,18 +61,18 @@ def test_same_seed_same_data_and_splits_differ():
 
 def test_unknown_source_lists_the_choices():
     with pytest.raises(ValueError, match=r"data.source='flickr'.*\['scenes', 'karpathy'\]"):
-        CaptionDataModule(source="flickr")
+        task_datamodule("captioning", source="flickr")
 
 
 def test_karpathy_needs_a_root():
     with pytest.raises(ValueError, match="data.root"):
-        CaptionDataModule(source="karpathy")
+        task_datamodule("captioning", source="karpathy")
 
 
 def test_karpathy_split_on_disk_gives_image_batches_and_a_vocabulary_of_frequent_words(tmp_path):
     write_dataset(tmp_path, coco_entries())
-    data = CaptionDataModule(source="karpathy", root=str(tmp_path), image_size=32, batch_size=2, num_workers=0,
-                             min_word_count=2)
+    data = task_datamodule("captioning", source="karpathy", root=str(tmp_path), image_size=32, batch_size=2,
+                           num_workers=0, min_word_count=2)
     data.setup("fit")
     assert len(data.corpora["train"]) == 3                   # train + restval
     # words seen twice in the training captions: "a" (3x); everything else is <unk>
@@ -85,10 +87,10 @@ def test_karpathy_split_on_disk_gives_image_batches_and_a_vocabulary_of_frequent
 def test_karpathy_missing_image_is_named_or_skipped_and_counted(tmp_path, caplog):
     write_dataset(tmp_path, coco_entries())
     (tmp_path / "train2014" / "COCO_train2014_000000000025.jpg").unlink()
-    strict = CaptionDataModule(source="karpathy", root=str(tmp_path), num_workers=0)
+    strict = task_datamodule("captioning", source="karpathy", root=str(tmp_path), num_workers=0)
     with pytest.raises(KarpathyFormatError, match="COCO_train2014_000000000025.jpg.*skip_bad_images"):
         strict.setup("fit")
-    lenient = CaptionDataModule(source="karpathy", root=str(tmp_path), num_workers=0, skip_bad_images=True)
+    lenient = task_datamodule("captioning", source="karpathy", root=str(tmp_path), num_workers=0, skip_bad_images=True)
     with caplog.at_level("WARNING"):
         lenient.setup("fit")
     assert len(lenient.corpora["train"]) == 2 and "missing_images 1" in caplog.text

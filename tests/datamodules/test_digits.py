@@ -9,12 +9,13 @@ import torch
 from datamodules.digits import FASHION_MNIST_CLASSES, IDX_FILES, DigitsDataModule
 from datamodules.idx import IdxFormatError
 from datamodules.sampling import EpochSeededSampler
+from suite.configs import task_datamodule
 from tests.idx_fixtures import idx_bytes, write_raw
 
 
 @pytest.fixture(scope="module")
 def dm5k() -> DigitsDataModule:
-    dm = DigitsDataModule(distortion="rts", num_workers=0, batch_size=16)
+    dm = task_datamodule("stn", distortion="rts", num_workers=0, batch_size=16)
     dm.setup("fit")
     return dm
 
@@ -31,16 +32,16 @@ def test_mnist5k_stratified_disjoint_split(dm5k):
 
 
 def test_split_fixed_by_seed(dm5k):
-    same = DigitsDataModule(num_workers=0)
+    same = task_datamodule("stn", num_workers=0)
     same.setup()
-    other = DigitsDataModule(num_workers=0, seed=1, val_per_class=50, test_per_class=50)
+    other = task_datamodule("stn", num_workers=0, seed=1, val_per_class=50, test_per_class=50)
     other.setup()
     for name in ("train", "val", "test"):
         np.testing.assert_array_equal(same.split_indices[name], dm5k.split_indices[name])
     assert not np.array_equal(other.split_indices["val"][:400], dm5k.split_indices["val"])
     assert [len(other.datasets[n]) for n in ("train", "val", "test")] == [4000, 500, 500]
     with pytest.raises(ValueError, match="too few"):
-        DigitsDataModule(val_per_class=300, test_per_class=200).setup()
+        task_datamodule("stn", val_per_class=300, test_per_class=200).setup()
 
 
 def test_item_format_and_properties(dm5k):
@@ -52,7 +53,7 @@ def test_item_format_and_properties(dm5k):
     assert 0 <= item["image"].min() and item["image"].max() <= 1
     assert dm5k.num_classes == 10 and dm5k.class_names == [str(d) for d in range(10)]
     sizes = {
-        d: DigitsDataModule(distortion=d).image_size for d in ("none", "r", "rts", "p", "e", "cluttered")
+        d: task_datamodule("stn", distortion=d).image_size for d in ("none", "r", "rts", "p", "e", "cluttered")
     }
     assert sizes == {"none": 28, "r": 28, "rts": 42, "p": 28, "e": 28, "cluttered": 60}
     assert dm5k.hparams.distortion == "rts" and dm5k.hparams.batch_size == 16
@@ -67,7 +68,7 @@ def test_item_determinism_and_per_epoch_resampling(dm5k):
     assert torch.equal(train[5]["label"], train[n + 5]["label"])
     assert torch.equal(val[5]["image"], val[len(val) + 5]["image"])  # val never resamples
     assert not torch.equal(train[5]["image"], train[6]["image"])
-    fixed = DigitsDataModule(distortion="rts", resample_train=False, num_workers=0)
+    fixed = task_datamodule("stn", distortion="rts", resample_train=False, num_workers=0)
     fixed.setup()
     ft = fixed.datasets["train"]
     assert torch.equal(ft[5]["image"], ft[n + 5]["image"])
@@ -88,7 +89,7 @@ def test_dataloaders(dm5k):
 
 
 def test_cluttered_items(caplog):
-    dm = DigitsDataModule(distortion="cluttered", num_workers=0, clutter_pieces=6)
+    dm = task_datamodule("stn", distortion="cluttered", num_workers=0, clutter_pieces=6)
     with caplog.at_level(logging.INFO, logger="datamodules.digits"):
         dm.setup("fit")
         dm.setup("test")
@@ -106,7 +107,7 @@ def test_cluttered_items(caplog):
 @pytest.mark.parametrize("source,folder", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
 def test_idx_layout_loads(tmp_path, source, folder):
     data = write_raw(tmp_path / folder / "raw")
-    dm = DigitsDataModule(source=source, root=str(tmp_path), distortion="r", val_per_class=1, num_workers=0)
+    dm = task_datamodule("stn", source=source, root=str(tmp_path), distortion="r", val_per_class=1, num_workers=0)
     dm.setup()
     assert {k: len(v) for k, v in dm.datasets.items()} == {"train": 20, "val": 10, "test": 20}
     np.testing.assert_array_equal(dm.datasets["test"].digits, data["test"][0])
@@ -124,7 +125,7 @@ def test_missing_files_message(tmp_path):
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
     (raw / "train-images-idx3-ubyte").write_bytes(b"")  # present (content irrelevant here)
-    dm = DigitsDataModule(source="mnist", root=str(tmp_path))
+    dm = task_datamodule("stn", source="mnist", root=str(tmp_path))
     with pytest.raises(FileNotFoundError) as e:
         dm.setup()
     msg = str(e.value)
@@ -140,22 +141,22 @@ def test_corrupt_idx_file_is_named(tmp_path):
     bad = raw / "train-labels-idx1-ubyte"
     bad.write_bytes(bad.read_bytes()[:20])  # truncated payload
     with pytest.raises(IdxFormatError, match="train-labels-idx1-ubyte.*truncated"):
-        DigitsDataModule(source="fashion_mnist", root=str(tmp_path), val_per_class=1).setup()
+        task_datamodule("stn", source="fashion_mnist", root=str(tmp_path), val_per_class=1).setup()
     (raw / "t10k-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b garbage")
     bad.write_bytes(idx_bytes(np.arange(30) % 10))
     with pytest.raises(IdxFormatError, match="t10k-labels-idx1-ubyte.gz.*corrupt gzip"):
-        DigitsDataModule(source="fashion_mnist", root=str(tmp_path), val_per_class=1).setup()
+        task_datamodule("stn", source="fashion_mnist", root=str(tmp_path), val_per_class=1).setup()
     bad.write_bytes(idx_bytes(np.arange(29) % 10))
     with pytest.raises(IdxFormatError, match="30 images but .*train-labels-idx1-ubyte has 29 labels"):
-        DigitsDataModule(source="fashion_mnist", root=str(tmp_path), val_per_class=1).setup()
+        task_datamodule("stn", source="fashion_mnist", root=str(tmp_path), val_per_class=1).setup()
 
 
 def test_bad_options():
     with pytest.raises(ValueError, match="'svhn'; valid choices: mnist5k, mnist, fashion_mnist"):
-        DigitsDataModule(source="svhn")
+        task_datamodule("stn", source="svhn")
     with pytest.raises(ValueError, match="'affine'; valid choices: none, r, rts, p, e, cluttered"):
-        DigitsDataModule(distortion="affine")
+        task_datamodule("stn", distortion="affine")
     with pytest.raises(ValueError, match="data.root is required"):
-        DigitsDataModule(source="mnist")
+        task_datamodule("stn", source="mnist")
     with pytest.raises(ValueError, match="seed"):
-        DigitsDataModule(seed=-1)
+        task_datamodule("stn", seed=-1)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from datamodules.video_annotations import VideoCaptions, VideoFormatError, clean_caption, load_msrvtt, load_msvd
+from datamodules.video_annotations import VideoCaptions, VideoFormatError, load_msrvtt, load_msvd
+from text.captions import clean_caption
 
 MSVD_HEADER = ["VideoID", "Start", "End", "WorkerID", "Source", "AnnotationTime", "Language", "Description"]
 

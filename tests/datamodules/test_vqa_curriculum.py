@@ -6,11 +6,12 @@ import pytest
 
 from datamodules.sampling import CurriculumSampler
 from datamodules.vqa import VQADataModule
+from suite.configs import task_datamodule
 
 
 def datamodule(**kwargs) -> VQADataModule:
-    data = VQADataModule(num_images={"train": 20, "val": 4, "test": 4}, batch_size=16, num_workers=0, seed=2,
-                         **kwargs)
+    data = task_datamodule("vqa", num_images={"train": 20, "val": 4, "test": 4}, batch_size=16, num_workers=0, seed=2,
+                           **kwargs)
     data.setup("fit")
     return data
 
@@ -26,7 +27,8 @@ def test_the_first_training_questions_are_of_the_curriculum_types_only():
     batch = next(iter(loader))
     assert batch["question_text"] == [questions[i].text for i in order[:16]]
     assert not isinstance(data.val_dataloader().sampler, CurriculumSampler)
-    assert not isinstance(datamodule().train_dataloader().sampler, CurriculumSampler)   # off by default
+    assert not isinstance(datamodule(curriculum_questions=0).train_dataloader().sampler, CurriculumSampler)   # off
+    assert isinstance(datamodule().train_dataloader().sampler, CurriculumSampler)   # on in configs/task/vqa.yaml
 
 
 def test_curriculum_stages_come_in_order_then_every_type():
@@ -53,4 +55,4 @@ def test_curriculum_stages_come_in_order_then_every_type():
 ])
 def test_bad_curriculum_settings_are_named(options, message):
     with pytest.raises(ValueError, match=message):
-        VQADataModule(**options)
+        task_datamodule("vqa", **options)

@@ -1,17 +1,19 @@
 """Encoders: conv and ResNet feature grids (shapes, gradients, freezing, pretrained weights), packed text encoder."""
 
+from pathlib import Path
 from urllib.error import URLError
 
+import hydra
 import pytest
 import torch
 import torchvision
+from omegaconf import OmegaConf
 from torch import nn
 
 from modules.encoders import (
     ConvGridEncoder,
     ResNetGridEncoder,
     TextEncoder,
-    build_image_encoder,
     is_frozen,
     resnet_weights,
 )
@@ -43,7 +45,7 @@ def assert_every_parameter_has_gradient(module: nn.Module) -> None:
 # --- ConvGridEncoder -------------------------------------------------------------------------------------------
 
 def test_conv_encoder_turns_64x64_into_an_8x8_grid():
-    encoder = ConvGridEncoder()
+    encoder = ConvGridEncoder(channels=(32, 64, 128), strided=False)
     features = encoder(images(64))
     assert features.shape == (B, 64, 128) and encoder.out_dim == 128
     assert encoder.grid_shape(64) == (8, 8)
@@ -52,14 +54,14 @@ def test_conv_encoder_turns_64x64_into_an_8x8_grid():
 
 @pytest.mark.parametrize("size, grid", [((60, 60), (7, 7)), ((32, 48), (4, 6))])
 def test_conv_encoder_grid_shape_matches_forward(size, grid):
-    encoder = ConvGridEncoder(channels=(4, 8, 16), blocks_per_stage=2)
+    encoder = ConvGridEncoder(channels=(4, 8, 16), strided=False, blocks_per_stage=2)
     assert encoder.grid_shape(size) == grid
     assert encoder(images(size)).shape == (B, grid[0] * grid[1], 16)
 
 
 def test_conv_encoder_grid_is_row_major():
     """Position n of the grid is row n // w, column n % w: a bright spot at a known cell shows up there."""
-    encoder = ConvGridEncoder(channels=(4,), batch_norm=False, normalize_input=False).eval()
+    encoder = ConvGridEncoder(channels=(4,), strided=False, batch_norm=False, normalize_input=False).eval()
     with torch.no_grad():
         conv = encoder.features[0]
         conv.weight.zero_()
@@ -74,15 +76,15 @@ def test_conv_encoder_grid_is_row_major():
 
 def test_conv_encoder_normalises_inputs_by_half():
     torch.manual_seed(0)
-    normalising = ConvGridEncoder(channels=(4, 8)).eval()
-    plain = ConvGridEncoder(channels=(4, 8), normalize_input=False).eval()
+    normalising = ConvGridEncoder(channels=(4, 8), strided=False).eval()
+    plain = ConvGridEncoder(channels=(4, 8), strided=False, normalize_input=False).eval()
     plain.load_state_dict(normalising.state_dict())
     x = images(16)
     torch.testing.assert_close(normalising(x), plain(x * 2 - 1))
 
 
 def test_conv_encoder_gradient_reaches_every_parameter():
-    encoder = ConvGridEncoder(channels=(4, 8, 16), blocks_per_stage=2)
+    encoder = ConvGridEncoder(channels=(4, 8, 16), strided=False, blocks_per_stage=2)
     features = encoder(images(32))
     (features * torch.randn_like(features)).sum().backward()
     assert_every_parameter_has_gradient(encoder)
@@ -90,7 +92,7 @@ def test_conv_encoder_gradient_reaches_every_parameter():
 
 def test_conv_encoder_rejects_wrong_channels():
     with pytest.raises(ValueError, match=r"\[B, 3, H, W\]"):
-        ConvGridEncoder()(torch.rand(B, 1, 64, 64))
+        ConvGridEncoder(channels=(32, 64, 128), strided=False)(torch.rand(B, 1, 64, 64))
 
 
 # --- ResNetGridEncoder ------------------------------------------------------------------------------------------
@@ -122,9 +124,9 @@ def test_resnet50_has_2048_features():
 
 def test_unknown_resnet_arch_and_trainable_are_refused():
     with pytest.raises(ValueError, match="resnet18, resnet34, resnet50, resnet101, resnet152"):
-        ResNetGridEncoder("resnet19", pretrained=False)
+        ResNetGridEncoder("resnet19", pretrained=False, grid_size=2, trainable="none")
     with pytest.raises(ValueError, match="none, last, all"):
-        ResNetGridEncoder("resnet18", pretrained=False, trainable="some")
+        ResNetGridEncoder("resnet18", pretrained=False, grid_size=2, trainable="some")
 
 
 def test_trainable_resnet_gradient_reaches_every_parameter():
@@ -188,7 +190,7 @@ def test_pretrained_requests_torchvision_default_weights(monkeypatch):
         return real(weights=None, **kwargs)  # no download
 
     monkeypatch.setattr(torchvision.models, "resnet18", fake_resnet18)
-    encoder = ResNetGridEncoder("resnet18", pretrained=True)
+    encoder = ResNetGridEncoder("resnet18", pretrained=True, grid_size=2, trainable="none")
     assert seen == [torchvision.models.ResNet18_Weights.DEFAULT] and encoder.pretrained
 
 
@@ -198,19 +200,31 @@ def test_pretrained_download_failure_says_what_to_do(monkeypatch):
 
     monkeypatch.setattr(torchvision.models, "resnet34", offline)
     with pytest.raises(RuntimeError, match=r"resnet34-.*\.pth.*pretrained=false"):
-        ResNetGridEncoder("resnet34", pretrained=True)
+        ResNetGridEncoder("resnet34", pretrained=True, grid_size=2, trainable="none")
 
 
-def test_build_image_encoder():
-    assert isinstance(build_image_encoder("conv", channels=(4, 8)), ConvGridEncoder)
-    encoder = build_image_encoder("resnet", arch="resnet18", pretrained=False, grid_size=2)
-    assert isinstance(encoder, ResNetGridEncoder) and is_frozen(encoder)
-    with pytest.raises(ValueError, match="conv, resnet"):
-        build_image_encoder("vit")
+@pytest.mark.parametrize(("name", "kind"), [("conv", ConvGridEncoder), ("resnet", ResNetGridEncoder)])
+def test_encoder_configs_build_their_encoder(name, kind):
+    """configs/model/encoder/<name>.yaml instantiates as is: every argument it sets exists and nothing is missing."""
+    config = OmegaConf.load(Path(__file__).resolve().parents[2] / "configs" / "model" / "encoder" / f"{name}.yaml")
+    encoder = hydra.utils.instantiate(config)
+    assert isinstance(encoder, kind) and encoder.grid_shape(64) in ((8, 8), (14, 14))
+
+
+def test_resnet_normalises_unit_range_images_itself():
+    encoder = resnet(grid_size=2).eval()
+    pixels = images(64)                                                              # [B, 3, 64, 64] in [0, 1]
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        expected = encoder.pool(encoder.trunk((pixels - mean) / std)).flatten(2).transpose(1, 2)
+        torch.testing.assert_close(encoder(pixels), expected)
+        assert not torch.allclose(encoder(pixels), encoder.pool(encoder.trunk(pixels)).flatten(2).transpose(1, 2))
+    assert "mean" not in encoder.state_dict()  # a buffer of constants, not a weight of checkpoints
 
 
 def test_is_frozen():
-    encoder = ConvGridEncoder(channels=(4,))
+    encoder = ConvGridEncoder(channels=(4,), strided=False)
     assert not is_frozen(encoder)
     encoder.requires_grad_(False)
     assert is_frozen(encoder)

@@ -26,7 +26,7 @@ class Images(Dataset):
 
 def frozen_encoder() -> ConvGridEncoder:
     torch.manual_seed(0)
-    encoder = ConvGridEncoder(channels=(4, 8))
+    encoder = ConvGridEncoder(channels=(4, 8), strided=False)
     with torch.no_grad():  # non-default BatchNorm statistics, so eval vs train mode makes a difference
         for module in encoder.modules():
             if isinstance(module, nn.BatchNorm2d):
@@ -92,7 +92,7 @@ def test_out_of_range_indices_and_bad_batches_are_refused():
 
 def test_trainable_encoder_is_refused():
     with pytest.raises(ValueError, match="stale features"):
-        build(ConvGridEncoder(channels=(4, 8)))
+        build(ConvGridEncoder(channels=(4, 8), strided=False))
 
 
 def test_features_that_overflow_float16_are_refused():

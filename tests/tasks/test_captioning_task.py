@@ -5,16 +5,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-import tasks.captioning as captioning
+import tasks.sequence as sequence
 from datamodules.captions import CaptionDataModule
+from metrics.attention_correctness import box_cell_cover
 from modules.beam_search import Decoded, Hypothesis
+from suite.configs import task_datamodule, task_model
 from tasks.captioning import ImageCaptioner
 
 
 @pytest.fixture(scope="module")
 def data() -> CaptionDataModule:
-    datamodule = CaptionDataModule(num_images={"train": 40, "val": 6, "test": 4}, batch_size=8, num_workers=0,
-                                   seed=3)
+    datamodule = task_datamodule("captioning", num_images={"train": 40, "val": 6, "test": 4}, batch_size=8,
+                                 num_workers=0, seed=3)
     datamodule.setup("fit")
     return datamodule
 
@@ -24,18 +26,22 @@ def first_batch(loader) -> dict:
 
 
 def small_model(data: CaptionDataModule, **kwargs) -> ImageCaptioner:
+    """configs/task/captioning.yaml's model at test size."""
     torch.manual_seed(0)
-    args = {"channels": [16, 32, 32], "embed_dim": 32,
-            "hidden_dim": 64, "attention_dim": 32, "dropout": 0.0, **kwargs}
-    return ImageCaptioner(vocabulary=data.vocabulary, image_size=data.image_size, **args)
+    args = {"encoder": {"channels": [16, 32, 32]}, "embed_dim": 32, "hidden_dim": 64, "attention_dim": 32,
+            "dropout": 0.0, **kwargs}
+    return task_model("captioning", {"vocabulary": data.vocabulary, "image_size": data.image_size}, **args)
+
+
+def losses_of(model: ImageCaptioner, batch: dict) -> dict:
+    return model.training_losses(model(batch["image"], batch["tokens"]), batch["tokens"])
 
 
 @pytest.mark.parametrize("attention", ["soft", "hard"])
 def test_every_parameter_gets_a_gradient(data, attention):
     model = small_model(data, attention=attention, mix_soft_prob=0.5)
     batch = first_batch(data.train_dataloader())
-    out = model(batch["image"], batch["tokens"])
-    losses = model._losses(out, batch["tokens"], smoothing=0.0)
+    losses = losses_of(model, batch)
     losses["loss"].backward()
     missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not missing
@@ -45,7 +51,7 @@ def test_every_parameter_gets_a_gradient(data, attention):
 def test_reinforce_alone_trains_the_hard_attention(data):
     model = small_model(data, attention="hard", mix_soft_prob=0.0)
     batch = first_batch(data.train_dataloader())
-    losses = model._losses(model(batch["image"], batch["tokens"]), batch["tokens"], smoothing=0.0)
+    losses = losses_of(model, batch)
     # the first batch sets the baseline to its mean reward: advantages are centred, not zero
     assert losses["reinforce"].requires_grad
     losses["reinforce"].backward()
@@ -58,10 +64,10 @@ def test_reinforce_alone_trains_the_hard_attention(data):
 def test_baseline_moves_towards_the_reward(data):
     model = small_model(data, attention="hard", baseline_decay=0.5)
     batch = first_batch(data.train_dataloader())
-    first = model._losses(model(batch["image"], batch["tokens"]), batch["tokens"], 0.0)
+    first = losses_of(model, batch)
     assert float(model.reward_baseline) == pytest.approx(float(first["reward"]))
     model.reward_baseline.fill_(0.0)
-    second = model._losses(model(batch["image"], batch["tokens"]), batch["tokens"], 0.0)
+    second = losses_of(model, batch)
     assert float(model.reward_baseline) == pytest.approx(0.5 * float(second["reward"]), rel=1e-5)
 
 
@@ -70,8 +76,8 @@ def test_overfits_one_batch_and_then_decodes_its_captions(data, attention):
     model = small_model(data, attention=attention, alpha_c=0.0, mix_soft_prob=0.0)  # hard: always sample
     batch = first_batch(data.val_dataloader())  # 6 distinct images, one caption each (their first reference)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(150 if attention == "soft" else 250):  # sampled locations make hard attention noisier
-        losses = model._losses(model(batch["image"], batch["tokens"]), batch["tokens"], 0.0)
+    for _ in range(150 if attention == "soft" else 400):  # sampled locations make hard attention noisier
+        losses = losses_of(model, batch)
         optimizer.zero_grad()
         losses["loss"].backward()
         optimizer.step()
@@ -95,15 +101,21 @@ def test_attention_correctness_is_measured_on_the_words_that_name_objects(data, 
     for b in range(len(batch["image"])):
         ids = batch["object_words"][b, 0].tolist() + [vocab.encode("of")[0]]
         box = batch["boxes"][b, 0]
-        cover = captioning.grounded_attention_mass.__globals__["box_cell_cover"](box[None], grid)[0]   # [N]
+        cover = box_cell_cover(box[None], grid)[0]                                          # [N]
         inside = cover / cover.sum()
         hypotheses.append(Hypothesis(ids, 0.0, torch.stack([inside, inside, torch.full((positions,), 1 / positions)]),
                                      0.0, True))
         expected_mass.append((inside * cover.clamp(max=1)).sum())
-    monkeypatch.setattr(captioning, "beam_search", lambda *args, **kwargs: Decoded.from_hypotheses(hypotheses))
-    model._evaluate(batch, "val", keep_figure=False)
-    mass = model.correctness["val_"].compute()
-    uniform = model.correctness_uniform["val_"].compute()
+    monkeypatch.setattr(sequence, "beam_search", lambda *args, **kwargs: Decoded.from_hypotheses(hypotheses))
+    model.evaluate(batch, "val", keep_figure=False)
+    mass = model.correctness["val"].compute()
+    uniform = model.correctness_uniform["val"].compute()
     torch.testing.assert_close(mass, torch.stack(expected_mass).mean(), atol=1e-5, rtol=1e-5)
     assert mass > 0.5 > uniform > 0
-    assert model.entropy["val_"].update_count == 1
+    assert model.entropy["val"].update_count == 1
+
+
+def test_an_encoder_named_instead_of_configured_says_how_to_pick_one(data):
+    """model.encoder=resnet (a dot) sets a string where a config node belongs: the error names the config group."""
+    with pytest.raises(ValueError, match=r"model.encoder='resnet'.*model/encoder=conv or model/encoder=resnet"):
+        small_model(data, encoder="resnet")

@@ -6,23 +6,29 @@ import pytest
 import torch
 
 from datamodules.translation import TranslationDataModule
+from suite.configs import task_datamodule, task_model
 from tasks.nmt import ATTENTION_KINDS, TranslationModel
 
 
 @pytest.fixture(scope="module")
 def data() -> TranslationDataModule:
-    datamodule = TranslationDataModule(sizes={"train": 200, "val": 8, "test": 8}, vocab_size=120, batch_size=8,
+    datamodule = task_datamodule("nmt", sizes={"train": 200, "val": 8, "test": 8}, vocab_size=120, batch_size=8,
                                        num_workers=0, seed=5)
     datamodule.setup("fit")
     return datamodule
 
 
 def small_model(data: TranslationDataModule, **kwargs) -> TranslationModel:
+    """configs/task/nmt.yaml's model at test size."""
     torch.manual_seed(0)
     args = {"embed_dim": 32, "hidden_dim": 32, "attention_dim": 32, "dropout": 0.0, "label_smoothing": 0.0,
             **kwargs}
-    return TranslationModel(source_vocabulary=data.source_vocabulary, target_vocabulary=data.target_vocabulary,
-                            **args)
+    return task_model("nmt", {"source_vocabulary": data.source_vocabulary,
+                              "target_vocabulary": data.target_vocabulary}, **args)
+
+
+def loss_of(model: TranslationModel, out, target: torch.Tensor) -> torch.Tensor:
+    return model.training_losses(out, target)["loss"]
 
 
 def val_batch(data: TranslationDataModule) -> dict:
@@ -39,8 +45,7 @@ def test_padded_source_positions_get_zero_attention_and_every_parameter_a_gradie
     padded = torch.arange(batch["source"].size(1))[None, :] >= lengths[:, None]                # [B, S]
     assert (out.attention.masked_select(padded[:, None, :].expand_as(out.attention)) == 0).all()
     torch.testing.assert_close(out.attention.sum(-1), torch.ones(out.attention.shape[:2]))
-    loss, _, _ = model._nll(out, batch["target"], 0.0)
-    loss.backward()
+    loss_of(model, out, batch["target"]).backward()
     assert not [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
 
 
@@ -50,7 +55,7 @@ def test_each_attention_kind_overfits_one_batch(data, attention):
     batch = val_batch(data)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(300):
-        loss, _, _ = model._nll(model(batch["source"], batch["source_lengths"], batch["target"]), batch["target"], 0)
+        loss = loss_of(model, model(batch["source"], batch["source_lengths"], batch["target"]), batch["target"])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -83,8 +88,8 @@ def test_unknown_attention_and_decode_list_the_choices(data):
 def test_bleu_of_the_references_against_themselves_is_100(data):
     model = small_model(data)
     batch = val_batch(data)
-    model.bleu["val_"].update(batch["references"], [[r] for r in batch["references"]])
-    assert float(model.bleu["val_"].compute()) * 100 == pytest.approx(100.0)
-    model.bleu["val_"].reset()
-    model.bleu["val_"].update(["un deux trois quatre"], [["cinq six sept huit"]])
-    assert float(model.bleu["val_"].compute()) == 0.0
+    model.bleu["val"].update(batch["references"], [[r] for r in batch["references"]])
+    assert float(model.bleu["val"].compute()) * 100 == pytest.approx(100.0)
+    model.bleu["val"].reset()
+    model.bleu["val"].update(["un deux trois quatre"], [["cinq six sept huit"]])
+    assert float(model.bleu["val"].compute()) == 0.0

@@ -7,21 +7,26 @@ import torch
 
 from datamodules.vqa import VQADataModule
 from modules.stacked_attention import StackedAttention
+from suite.configs import task_datamodule, task_model
 from tasks.vqa import StackedAttentionVQA
 
 
 @pytest.fixture(scope="module")
 def data() -> VQADataModule:
-    datamodule = VQADataModule(num_images={"train": 20, "val": 4, "test": 4}, batch_size=16, num_workers=0, seed=2)
+    # no curriculum: batches mix non-relational and relational questions from the start
+    datamodule = task_datamodule("vqa", num_images={"train": 20, "val": 4, "test": 4}, batch_size=16,
+                                 num_workers=0, seed=2, curriculum_questions=0)
     datamodule.setup("fit")
     return datamodule
 
 
 def small_model(data: VQADataModule, **kwargs) -> StackedAttentionVQA:
+    """configs/task/vqa.yaml's model (coordinates, two-way question LSTM) at test size."""
     torch.manual_seed(0)
-    args = {"channels": [16, 32, 32], "dim": 64, "attention_dim": 32, "embed_dim": 32, "dropout": 0.0, **kwargs}
-    return StackedAttentionVQA(question_vocabulary=data.question_vocabulary, answers=data.answers,
-                               image_size=data.image_size, **args)
+    args = {"encoder": {"channels": [16, 32, 32]}, "dim": 64, "attention_dim": 32, "embed_dim": 32, "dropout": 0.0,
+            **kwargs}
+    return task_model("vqa", {"question_vocabulary": data.question_vocabulary, "answers": data.answers,
+                              "image_size": data.image_size}, **args)
 
 
 def test_concat_readout_keeps_the_question_and_each_hop_context_apart():
@@ -50,7 +55,8 @@ def test_each_hop_has_its_own_parameters():
 @pytest.mark.parametrize(("hops", "options"), [(0, {}), (1, {}), (2, {}),
                                                 (2, {"score": "multiplicative", "question_norm": True}),
                                                 (2, {"classifier_hidden": 32}), (2, {"readout": "concat"}),
-                                                (0, {"readout": "concat"}), (2, {"question_bidirectional": True}),
+                                                (0, {"readout": "concat"}), (2, {"question_bidirectional": False}),
+                                                (2, {"coordinates": False}),
                                                 (2, {"channels_last": True})])
 def test_maps_sum_to_one_per_hop_and_every_parameter_gets_a_gradient(data, hops, options):
     model = small_model(data, hops=hops, **options)
@@ -102,13 +108,13 @@ def test_overfits_one_batch(data, hops):
 def test_attention_correctness_on_a_map_that_looks_at_the_object(data):
     model = small_model(data, hops=1)
     batch = next(iter(data.val_dataloader()))
-    from tasks.attention_correctness import box_cell_cover
+    from metrics.attention_correctness import box_cell_cover
 
     cover = (box_cell_cover(batch["about_boxes"], model.grid) * batch["about_mask"][..., None]).sum(1).clamp(max=1)
     on_object = cover / cover.sum(-1, keepdim=True)                                              # [B, N]
     model._update_correctness(batch, [on_object], "val")
-    mass = model.correctness["val_0"].compute()
-    uniform = model.correctness_uniform["val_"].compute()
+    mass = model.correctness["val"][0].compute()
+    uniform = model.correctness_uniform["val"].compute()
     assert mass > 0.5 and mass > 3 * uniform
 
 

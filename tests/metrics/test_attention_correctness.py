@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from tasks.attention_correctness import (
+from metrics.attention_correctness import (
     attention_entropy,
     box_cell_cover,
     grounded_attention_mass,

@@ -5,14 +5,11 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # no screen needed; figures are rendered to arrays
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytorch_lightning as pl  # noqa: E402
-from PIL import Image  # noqa: E402
-from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pytorch_lightning as pl
+from PIL import Image
+from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 
 
 def figure_to_array(figure: plt.Figure) -> np.ndarray:

@@ -11,7 +11,8 @@ import pytest
 import torch
 from torchmetrics import MeanMetric
 
-from tasks.epoch_metrics import GroupedMean, compute_quietly, updated_on_any_rank
+from metrics.distributed import compute_quietly, updated_on_any_rank
+from metrics.grouped_mean import GroupedMean
 
 
 def test_update_decision_and_quiet_compute_on_one_process():

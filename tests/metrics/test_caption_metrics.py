@@ -15,7 +15,7 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.text import BLEUScore
 
-from tasks.caption_metrics import (
+from metrics.captions import (
     CaptionBLEU,
     CIDErD,
     caption_metric_collection,

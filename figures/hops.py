@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 from torch import Tensor
 
-from tasks.caption_figures import upsample_attention
+from figures.captions import upsample_attention
 
 
 def hop_attention_figure(images: Tensor, questions: Sequence[str], predicted: Sequence[str],

@@ -1,10 +1,10 @@
-"""tasks.vqa_accuracy: official VQA normalisation and leave-one-out accuracy, expected values worked out by hand."""
+"""metrics.vqa_accuracy: official VQA normalisation and leave-one-out accuracy, expected values worked out by hand."""
 
 import pytest
 import torch
 from torchmetrics.utilities.data import dim_zero_sum
 
-from tasks.vqa_accuracy import (
+from metrics.vqa_accuracy import (
     CONTRACTIONS,
     VQAAccuracy,
     normalize_answer,

@@ -1,11 +1,11 @@
-"""datamodules.vocabulary for translation: BPE and unsplit word-level vocabularies that decode to detokenised text."""
+"""text.vocabulary for translation: BPE and unsplit word-level vocabularies that decode to detokenised text."""
 
 import pickle
 
 import pytest
 import torch
 
-from datamodules.vocabulary import VOCABULARY_KINDS, Vocabulary, build_vocabulary
+from text.vocabulary import VOCABULARY_KINDS, Vocabulary, build_vocabulary
 
 SENTENCES = [
     "l'homme, qui a vingt-et-un ans.",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from datamodules.vocabulary import Vocabulary
+from text.vocabulary import Vocabulary
 
 
 def save_vocabularies(checkpoint: dict[str, Any], **vocabularies: Vocabulary) -> None:

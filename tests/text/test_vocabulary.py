@@ -1,4 +1,4 @@
-"""datamodules.vocabulary: fixed special ids, counting == encoding, padding, decoding, JSON round trip."""
+"""text.vocabulary: fixed special ids, counting == encoding, padding, decoding, JSON round trip."""
 
 import pickle
 
@@ -7,7 +7,7 @@ import torch
 from tokenizers import Tokenizer
 from tokenizers.models import WordLevel
 
-from datamodules.vocabulary import Vocabulary
+from text.vocabulary import Vocabulary
 
 TEXTS = [
     "A dog runs on the grass.",

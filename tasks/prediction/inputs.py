@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -86,17 +85,6 @@ def read_image(path: Path, mode: str = "RGB") -> Image.Image:
             return image.convert(mode)
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise InputError(f"cannot read image {path}: {error}") from error
-
-
-def read_features(path: Path) -> np.ndarray:
-    """A ``[T, D]`` float feature array from a .npy file."""
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as error:
-        raise InputError(f"cannot read feature file {path}: {error}") from error
-    if array.ndim != 2 or array.shape[0] == 0:
-        raise InputError(f"{path}: features must have shape [T, D] with T >= 1, got {tuple(array.shape)}")
-    return array.astype(np.float32)
 
 
 def read_lines(path: Path) -> list[tuple[int, str]]:

@@ -121,7 +121,7 @@ class TextStateMetric(Metric):
         return decode_strings(self.tensor_state(f"{name}_bytes"), self.tensor_state(f"{name}_lengths"))
 
     # The two overrides below hook torchmetrics' private `_apply` / `_sync_dist` (checked against 1.9.0);
-    # tests/tasks/test_caption_metrics.py exercises both.
+    # tests/metrics/test_caption_metrics.py exercises both.
     def _apply(self, fn: Callable, exclude_state: Sequence[str] = ()) -> Module:
         own = tuple(getattr(self, "_list_state_dtypes", {}))
         this = super()._apply(fn, exclude_state=(*exclude_state, *own))

@@ -1,0 +1,1 @@
+"""Metrics the tasks share: caption scores, VQA accuracy, attention correctness, per-split and DDP helpers."""
