@@ -2,7 +2,7 @@
 
 import logging
 import unicodedata
-from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,21 +21,11 @@ from datamodules.number_pairs import (
 )
 
 
-def number_pairs(
-    source_lang: str = "en",
-    target_lang: str = "fr",
-    split: str = "train",
-    size: int = 20000,
-    max_number: int = 999_999,
-    seed: int = 0,
-    forms: Sequence[str] = ("cardinal",),
-    return_numbers: bool = False,
-) -> tuple[list[str], list[str]] | tuple[list[str], list[str], list[int]]:
-    """``(sources, targets)`` of one split (``(sources, targets, numbers)`` with ``return_numbers``).
-
-    Deterministic by ``(seed, split)``; see :func:`generate_number_pairs` for the arguments.
-    """
-    pairs = generate_number_pairs(source_lang, target_lang, split, size, max_number, seed, forms)
+def number_pairs(*args: Any, return_numbers: bool = False, **kwargs: Any
+                 ) -> tuple[list[str], list[str]] | tuple[list[str], list[str], list[int]]:
+    """``generate_number_pairs(...)`` as lists: ``(sources, targets)``, or ``(sources, targets, numbers)`` with
+    ``return_numbers``."""
+    pairs = generate_number_pairs(*args, **kwargs)
     if return_numbers:
         return pairs.sources, pairs.targets, pairs.numbers
     return pairs.sources, pairs.targets
