@@ -3,7 +3,7 @@
 train.py adds :class:`ConfigInCheckpoint` to every run, so each ``.ckpt`` carries, next to the weights and the
 tokenisers (``text.checkpointing``), an ``attention_suite`` entry::
 
-    {"format": 1, "task": "captioning", "model_class": "tasks.captioning.ImageCaptioner", "config": {...}}
+    {"format": 2, "task": "captioning", "model_class": "tasks.captioning.ImageCaptioner", "config": {...}}
 
 :func:`load_checkpoint` rebuilds the model from that alone (predict.py, eval.py).
 """
@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from text.vocabulary import Vocabulary
 
 SUITE_KEY = "attention_suite"
-FORMAT = 1
+FORMAT = 2   # 2: tasks take their image encoder as a config node (model.encoder) and no Python defaults
 
 
 class CheckpointError(ValueError):
@@ -97,6 +97,11 @@ def _load_with_entry(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise CheckpointError(
             f"{path} has no '{SUITE_KEY}' entry: it was written by an older version of the suite or not by "
             f"train.py, so its task, model class and config are unknown; retrain it with this version")
+    if entry.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is a checkpoint of format {entry.get('format')}, written by another version of the suite; this "
+            f"version reads format {FORMAT} (its task configs changed shape), so the model cannot be rebuilt from "
+            f"it: retrain it with this version, or use the version that wrote it")
     return entry, checkpoint
 
 

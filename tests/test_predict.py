@@ -245,6 +245,10 @@ def test_checkpoints_without_config_or_tokenizer_or_file_are_clear_errors(checkp
     torch.save(older, tmp_path / "older.ckpt")
     with pytest.raises(CheckpointError, match="older version of the suite"):
         load_checkpoint(tmp_path / "older.ckpt")
+    format_one = {**state, SUITE_KEY: {**state[SUITE_KEY], "format": 1}}   # flat encoder options, Python defaults
+    torch.save(format_one, tmp_path / "format1.ckpt")
+    with pytest.raises(CheckpointError, match="format1.ckpt is a checkpoint of format 1.*reads format 2"):
+        load_checkpoint(tmp_path / "format1.ckpt")
     untokenised = {key: value for key, value in state.items() if key != "source_vocabulary"}
     torch.save(untokenised, tmp_path / "untokenised.ckpt")
     with pytest.raises(CheckpointError, match="source_vocabulary"):
