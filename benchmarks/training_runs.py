@@ -46,8 +46,8 @@ class TrainingRun:
 
 def retest(task: str, checkpoint: Path, seed: int = 42) -> dict[str, float]:
     """Test a checkpoint again with the current code on its task's embedded data (configs/task/<task>.yaml's data
-    settings, the run's seed, the checkpoint's own tokeniser) -> the test metrics. For checkpoints of any age:
-    the model class and data come from the task config, not from the checkpoint."""
+    settings, the run's seed, the checkpoint's own tokeniser) -> the test metrics. The model class and data come
+    from the task config, not from the checkpoint's saved config (whose data settings may be older)."""
     import hydra
     import pytorch_lightning as pl
     from omegaconf import OmegaConf
