@@ -11,6 +11,10 @@ sampler is not already a ``DistributedSampler``), and the fit and evaluation loo
 ``sampler.set_epoch(current_epoch)`` before every epoch. So build it with the trainer's world size
 and global rank (:func:`make_dataloader` does) and it shards, shuffles and re-seeds exactly as
 Lightning's own sampler would.
+
+Resuming mid-epoch: a training loader is a :class:`ResumableDataLoader`, whose state (in every checkpoint) is how
+many batches of the epoch training has taken; a run resumed from it skips those batches' indices, so it goes on
+with the batch it would have trained next, and the sampler order of the rest of the epoch is unchanged.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-__all__ = ["CurriculumSampler", "EpochSeededSampler", "SplitLoaders", "Stage", "make_dataloader", "split_index"]
+__all__ = ["CurriculumSampler", "EpochSeededSampler", "ResumableDataLoader", "SplitLoaders", "Stage", "make_dataloader",
+           "split_index"]
 
 
 def split_index(idx: int, n: int) -> tuple[int, int]:
@@ -69,10 +74,17 @@ class EpochSeededSampler(DistributedSampler):
         super().__init__(
             dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last
         )
+        self.skip_next = 0   # positions the next pass leaves out (a resumed epoch's batches already trained)
 
     def __iter__(self) -> Iterator[int]:
+        indices = self.epoch_indices()
+        start, self.skip_next = self.skip_next, 0
+        return iter(indices[start:])
+
+    def epoch_indices(self) -> list[int]:
+        """This rank's indices for the current epoch, in order, each carrying the epoch."""
         offset = self.epoch * len(self.dataset)  # type: ignore[arg-type]
-        return (offset + i for i in super().__iter__())
+        return [offset + i for i in super().__iter__()]
 
 
 Stage = tuple[Sequence[int], int]   # (the indices a curriculum stage draws from, how many samples it lasts)
@@ -101,8 +113,8 @@ class CurriculumSampler(EpochSeededSampler):
                 raise ValueError(f"curriculum stage {number}: no sample of the stage's subset in this dataset")
             self.stages.append((torch.as_tensor(list(indices), dtype=torch.long), count))   # [S], count
 
-    def __iter__(self) -> Iterator[int]:
-        indices = list(super().__iter__())
+    def epoch_indices(self) -> list[int]:
+        indices = super().epoch_indices()
         length = len(indices)
         epoch_start = self.epoch * length                          # this epoch's first position on this rank
         offset = self.epoch * len(self.dataset)  # type: ignore[arg-type]  # the epoch, as EpochSeededSampler encodes it
@@ -121,9 +133,9 @@ class CurriculumSampler(EpochSeededSampler):
             order = torch.cat([torch.randperm(len(subset), generator=generator) for _ in range(rounds)])
             drawn.append(subset[order[:here]] + offset)
         if not drawn:
-            return iter(indices)
+            return indices
         prefix = torch.cat(drawn)                                  # [P] this epoch's curriculum positions
-        return iter(prefix.tolist() + indices[len(prefix):])
+        return prefix.tolist() + indices[len(prefix):]
 
 
 def resolve_num_workers(num_workers: int | str, trainer: Any = None) -> int:
@@ -182,7 +194,7 @@ def make_dataloader(
         sampler = EpochSeededSampler(
             dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last
         )
-    return DataLoader(
+    return (ResumableDataLoader if shuffle else DataLoader)(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
@@ -191,7 +203,35 @@ def make_dataloader(
         pin_memory=torch.cuda.is_available(),
         drop_last=drop_last,
         collate_fn=collate_fn,
+        # its own generator: creating an iterator then draws nothing from torch's global one, so a resumed run's
+        # dropout and sampling draw exactly what the uninterrupted run's did
+        generator=torch.Generator().manual_seed(seed),
+        **({"trainer": trainer} if shuffle else {}),
     )
+
+
+class ResumableDataLoader(DataLoader):
+    """A training DataLoader that Lightning resumes mid-epoch (``state_dict`` / ``load_state_dict``).
+
+    Its state is the number of batches of the current epoch that training has taken; after loading it, the next
+    pass skips their sampler positions (without loading them). The count comes from the trainer's epoch loop, not
+    from this loader's iterator, which runs a batch ahead (Lightning prefetches one).
+    """
+
+    def __init__(self, *args: Any, trainer: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.trainer = trainer
+
+    def state_dict(self) -> dict[str, int]:
+        done = 0
+        if self.trainer is not None and getattr(self.trainer, "fit_loop", None) is not None:
+            done = int(self.trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+            if done >= self.trainer.num_training_batches:   # the epoch is over: the next one starts afresh
+                done = 0
+        return {"epoch_batches_done": done}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self.sampler.skip_next = int(state_dict.get("epoch_batches_done", 0)) * self.batch_size
 
 
 # the splits each Lightning stage reads

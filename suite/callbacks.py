@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 
 class RngStateCheckpoint(pl.Callback):
@@ -43,6 +44,27 @@ class RngStateCheckpoint(pl.Callback):
             torch.cuda.set_rng_state_all(state_dict["cuda"])
 
 
+class ResumeDataPosition(pl.Callback):
+    """A run resumed mid-epoch goes on with the batch the interrupted run would have trained next.
+
+    Lightning hands a resumable training loader (``datamodules.sampling.ResumableDataLoader``) its saved state only
+    if it builds the loader after restoring the checkpoint; a schedule sized by ``trainer.estimated_stepping_batches``
+    (``tasks.optim``) makes it build the loader earlier, while the optimizers are configured, so the state would be
+    dropped. This applies it when training starts and starts the epoch's iteration again from there.
+    """
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        loop = trainer.fit_loop
+        if not (loop.restarting and loop._combined_loader_states_to_load and loop._combined_loader is not None):
+            return
+        for loader in loop._combined_loader.flattened:
+            sampler = getattr(loader, "sampler", None)
+            if hasattr(sampler, "set_epoch"):  # the iteration below starts before Lightning sets the epoch
+                sampler.set_epoch(loop.epoch_progress.current.processed)
+        loop._load_combined_loader_states()
+        iter(loop._data_fetcher)
+
+
 def batch_size_of(batch: Any) -> int:
     """Samples in a batch: the leading size of its first tensor (dicts, tuples and lists are searched)."""
     if isinstance(batch, torch.Tensor):
@@ -74,3 +96,18 @@ class ThroughputMonitor(pl.Callback):
         samples = self._samples * trainer.world_size
         pl_module.log_dict({"perf/epoch_seconds": seconds, "perf/train_samples_per_sec": samples / seconds},
                            on_epoch=True, rank_zero_only=True)
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """Save ``last.ckpt`` every ``every_n_train_steps`` training steps as well (``None``: never), so a run killed
+    mid-epoch (a preempted cluster job) resumes from a recent step; with the resumable training loaders of
+    ``datamodules.sampling`` and ``RngStateCheckpoint`` it resumes exactly. Epoch-end checkpoints are the
+    ``model_checkpoint`` callback's."""
+
+    def __init__(self, dirpath: str, every_n_train_steps: int | None) -> None:
+        if every_n_train_steps is not None and every_n_train_steps < 1:
+            raise ValueError(f"checkpoint_every_n_steps must be a count >= 1 or null, got {every_n_train_steps}")
+        # 0 disables a trigger: no epoch-end saves here, and none at all without a step count;
+        # no version counter, so both callbacks write the same last.ckpt (the newer one stays)
+        super().__init__(dirpath=dirpath, save_top_k=0, save_last=True, every_n_train_steps=every_n_train_steps or 0,
+                         every_n_epochs=0, enable_version_counter=False)

@@ -73,7 +73,8 @@ class StopAfterFirstEpoch(pl.Callback):
 
 def test_resume_from_last_checkpoint_continues_the_same_run(make_cfg, tmp_path):
     two_epochs = ["trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
-                  "data.batch_size=16", "test=false", "callbacks.model_checkpoint.save_top_k=0"]
+                  "data.batch_size=16", "test=false", "callbacks.model_checkpoint.save_top_k=0",
+                  "trainer.log_every_n_steps=1"]
     straight = make_cfg("task=stn", *two_epochs)
     straight.paths.output_dir = str(tmp_path / "straight")
     run(straight)
@@ -89,6 +90,8 @@ def test_resume_from_last_checkpoint_continues_the_same_run(make_cfg, tmp_path):
     run(resumed)
     a = torch.load(tmp_path / "straight" / "checkpoints" / "last.ckpt", weights_only=True)
     b = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=True)
+    rows = csv.DictReader(open(tmp_path / "resumed" / "csv" / "metrics.csv"))
+    assert sorted(int(row["step"]) for row in rows if row.get("train/loss_step")) == [3, 4, 5]  # only the 2nd epoch
     assert a["global_step"] == b["global_step"] == 6
     assert a["epoch"] == b["epoch"]
     for name, tensor in a["state_dict"].items():
