@@ -27,7 +27,10 @@ log = logging.getLogger(__name__)
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="eval")
 def main(cfg: DictConfig) -> dict[str, float]:
-    metrics = {key: value for key, value in run(cfg).items() if key.startswith(("val/", "test/"))}
+    try:
+        metrics = {key: value for key, value in run(cfg).items() if key.startswith(("val/", "test/"))}
+    except CheckpointError as error:
+        raise SystemExit(f"eval.py: {error}") from None
     path = Path(cfg.paths.output_dir) / "metrics.json"
     path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     log.info(f"metrics written to {path}")

@@ -12,12 +12,16 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from suite.checkpoints import CheckpointError
 from suite.run import run
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    metrics = run(cfg)
+    try:
+        metrics = run(cfg)
+    except CheckpointError as error:
+        raise SystemExit(f"train.py: {error}") from None
     # returned for Hydra sweepers (e.g. Optuna): the task's monitored metric
     return metrics.get(cfg.monitor.metric)
 

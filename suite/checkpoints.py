@@ -18,6 +18,7 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import WandbLogger
 
 from text.vocabulary import Vocabulary
 
@@ -43,7 +44,9 @@ class ConfigInCheckpoint(pl.Callback):
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            checkpoint: dict[str, Any]) -> None:
-        checkpoint[SUITE_KEY] = self.entry
+        wandb_runs = [logger.version for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+        # the W&B run id, so that ckpt_path=last continues the same W&B run (suite.resume)
+        checkpoint[SUITE_KEY] = {**self.entry, **({"wandb_run_id": wandb_runs[0]} if wandb_runs else {})}
 
 
 @dataclass

@@ -20,6 +20,7 @@ from suite.checkpoints import ConfigInCheckpoint
 from suite.compiled_decoding import compile_decoding
 from suite.evaluation import adopt_vocabularies, evaluated_split, with_checkpoint_task
 from suite.precision import log_resolution, resolve_precision
+from suite.resume import check_resume_checkpoint, resolve_last_checkpoint
 from suite.wandb_setup import choose_wandb_mode
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
     vocabularies = {}
     if not cfg.get("train", True) and cfg.get("ckpt_path"):
         cfg, vocabularies = with_checkpoint_task(cfg)
+    if cfg.get("train", True):
+        if resuming := resolve_last_checkpoint(cfg):
+            say(resuming)
+        check_resume_checkpoint(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     resolve_trainer_precision(cfg)

@@ -87,3 +87,62 @@ def test_sigkill_mid_epoch_then_resume_equals_the_uninterrupted_run(case, tmp_pa
                              final["optimizer_states"][0]["state"].values(), strict=True):
         assert all(torch.equal(before[key], after[key]) for key in before)
     assert expected["lr_schedulers"][0]["_last_lr"] == final["lr_schedulers"][0]["_last_lr"]
+
+
+@pytest.mark.timeout(600)
+def test_ckpt_path_last_resumes_the_newest_run_of_the_task_in_the_same_wandb_run(tmp_path):
+    """ckpt_path=last: the newest outputs/<task>/*/checkpoints/last.ckpt, trained on from where it stopped, logged
+    into the same W&B run (offline here: the same run id)."""
+    args = ["task=stn", "trainer=cpu", "logger=[wandb,csv]", "data.num_workers=0", "trainer.enable_progress_bar=false",
+            "trainer.limit_train_batches=3", "trainer.limit_val_batches=1", "trainer.log_every_n_steps=1",
+            "data.batch_size=16", "test=false"]
+    other_task = ["task=nmt", *args[1:-2], "data.sizes.train=64", "test=false"]
+    older = run_cli("train.py", *args, "trainer.max_epochs=1", "hydra.run.dir=outputs/stn/older", cwd=tmp_path)
+    assert older.returncode == 0, older.stderr[-3000:]
+    first = checkpoint(tmp_path / "outputs" / "stn" / "older" / "checkpoints" / "last.ckpt")
+    run_id = first["attention_suite"]["wandb_run_id"]
+    assert run_id and list((tmp_path / "outputs" / "stn" / "older" / "wandb").glob(f"offline-run-*-{run_id}"))
+
+    resumed = run_cli("train.py", *args, "trainer.max_epochs=2", "ckpt_path=last", "hydra.run.dir=outputs/stn/newer",
+                      cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    newer = tmp_path / "outputs" / "stn" / "newer"
+    assert f"ckpt_path=last: resuming {tmp_path / 'outputs' / 'stn' / 'older' / 'checkpoints' / 'last.ckpt'}" \
+           f", continuing W&B run {run_id}" in resumed.stdout + resumed.stderr
+    assert trained_steps(newer) == [3, 4, 5]                        # the second epoch only
+    final = checkpoint(newer / "checkpoints" / "last.ckpt")
+    assert final["global_step"] == 6 and final["attention_suite"]["wandb_run_id"] == run_id
+    assert list((newer / "wandb").glob(f"offline-run-*-{run_id}"))  # the same run, continued
+
+    missing = run_cli("train.py", *other_task, "trainer.max_epochs=1", "ckpt_path=last",
+                      "hydra.run.dir=outputs/nmt/first", cwd=tmp_path)
+    assert missing.returncode != 0 and "ckpt_path=last: no earlier run under" in missing.stderr
+
+
+@pytest.mark.timeout(600)
+def test_a_bad_checkpoint_is_a_named_error_in_train_and_eval(tmp_path):
+    """Truncated, of another task, of an older format: train.py and eval.py say which file and what is wrong."""
+    args = ["task=stn", "trainer=cpu", "logger=csv", "data.num_workers=0", "trainer.enable_progress_bar=false",
+            "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+            "data.batch_size=16", "test=false"]
+    made = run_cli("train.py", *args, "hydra.run.dir=made", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr[-3000:]
+    good = tmp_path / "made" / "checkpoints" / "last.ckpt"
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    state = checkpoint(good)
+    older = tmp_path / "older.ckpt"
+    torch.save({**state, "attention_suite": {**state["attention_suite"], "format": 1}}, older)
+
+    cases = [
+        ("train.py", [*args, f"ckpt_path={truncated}"], f"train.py: cannot read checkpoint {truncated}"),
+        ("eval.py", [f"ckpt_path={truncated}"], f"eval.py: cannot read checkpoint {truncated}"),
+        ("train.py", [*args, f"ckpt_path={older}"], f"train.py: {older} is a checkpoint of format 1"),
+        ("eval.py", [f"ckpt_path={older}"], f"eval.py: {older} is a checkpoint of format 1"),
+        ("train.py", ["task=nmt", *args[1:], f"ckpt_path={good}"],
+         f"train.py: {good} is a stn checkpoint (tasks.stn.STNClassifier); it cannot resume task=nmt"),
+    ]
+    for script, arguments, message in cases:
+        result = run_cli(script, *arguments, "hydra.run.dir=bad", cwd=tmp_path)
+        assert result.returncode != 0 and message in result.stderr, (script, arguments, result.stderr[-2000:])
+        assert "Traceback" not in result.stderr, result.stderr[-2000:]
