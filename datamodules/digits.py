@@ -106,7 +106,7 @@ def load_idx_split(raw_dir: str | os.PathLike, split: str) -> tuple[np.ndarray, 
 
     Raises:
         FileNotFoundError: a file is missing (message names the directory and the expected names).
-        IdxFormatError: a malformed file, labels outside 0..9, or image/label counts that differ.
+        IdxFormatError: a malformed file, labels outside 0..9, image/label counts that differ, or no image.
     """
     raw_dir = Path(raw_dir)
     paths = [_resolve(raw_dir, n) for n in IDX_FILES[split]]
@@ -121,6 +121,11 @@ def load_idx_split(raw_dir: str | os.PathLike, split: str) -> tuple[np.ndarray, 
         )
     if len(digits) != len(labels):
         raise IdxFormatError(f"{img_path} has {len(digits)} images but {lbl_path} has {len(labels)} labels")
+    if not len(digits):
+        raise IdxFormatError(
+            f"{img_path}: 0 images (header dims {digits.shape}); expected at least one {split} image (and as many "
+            f"labels in {lbl_path})"
+        )
     if labels.size and labels.max() > 9:
         raise IdxFormatError(f"{lbl_path}: labels must be in 0..9, found {int(labels.max())}")
     return digits, labels.astype(np.int64)
@@ -351,6 +356,10 @@ class DigitsDataModule(SplitLoaders, pl.LightningDataModule):
                 name: (train_digits[parts[name]], train_labels[parts[name]]) for name in ("train", "val")
             }
             arrays["test"] = (test_digits, test_labels)
+        for name, option in (("val", "data.val_per_class"), ("test", "data.test_per_class")):
+            if not len(arrays[name][0]):  # the idx test split is the whole t10k file, never empty here
+                raise ValueError(f"digits {hp.source}: the {name} split is empty: {option}=0 holds out no digits; "
+                                 f"set {option} >= 1")
         self.split_indices = {name: parts[name] for name in SPLIT_IDS}
         for name, split_id in SPLIT_IDS.items():
             digits_s, labels_s = arrays[name]

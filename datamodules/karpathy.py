@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,7 +78,13 @@ def _caption(sentence: Any, where: str) -> list[str]:
 def _read_entries(json_path: Path) -> list[dict[str, Any]]:
     """The ``images`` list of the file, every entry checked for the required fields and a known split."""
     if not json_path.is_file():
-        raise KarpathyFormatError(f"Karpathy split file not found: {json_path}")
+        folder = json_path.parent
+        found = sorted(p.name for p in folder.glob("*.json")) if folder.is_dir() else None
+        there = f"JSON files in {folder}: {found[:20] or 'none'}" if found is not None else f"{folder} is not a folder"
+        raise KarpathyFormatError(
+            f"Karpathy split file not found: {json_path}; {there}. data.annotations=<file> names the split JSON "
+            "(dataset_coco.json, dataset_flickr8k.json or dataset_flickr30k.json) under data.root"
+        )
     try:
         with open(json_path, encoding="utf-8") as f:
             data = json.load(f)
@@ -123,9 +130,11 @@ def _find_image_dir(root: Path, filenames: Sequence[str], json_path: Path) -> Pa
 
 
 def _check_image(path: Path) -> str | None:
-    """``None`` if ``path`` opens as an image, else why not (``"missing"`` or the PIL error)."""
+    """``None`` if ``path`` opens as an image, else why not (``"missing"``, ``"empty (0 bytes)"`` or the PIL error)."""
     if not path.is_file():
         return "missing"
+    if path.stat().st_size == 0:
+        return "empty (0 bytes)"
     try:
         with Image.open(path) as im:
             im.verify()
@@ -163,7 +172,8 @@ def load_karpathy_split(
 
     Raises:
         KarpathyFormatError: missing file, not JSON, no ``images`` list, an entry without ``filename`` /
-            ``split`` / ``sentences``, an unknown split, a bad caption, or a bad image (unless skip_bad_images).
+            ``split`` / ``sentences``, an unknown split, a bad caption, a bad image (missing, empty or unreadable;
+            unless skip_bad_images), or no image left for the split (the message gives the drop counts).
     """
     json_path, root = Path(json_path), Path(root)
     if split not in SPLITS:
@@ -171,7 +181,8 @@ def load_karpathy_split(
     if max_caption_words is not None and max_caption_words < 1:
         raise ValueError(f"max_caption_words must be >= 1 or None, got {max_caption_words}")
     wanted = {split, "restval"} if split == "train" and restval_in_train else {split}
-    selected = [(i, e) for i, e in enumerate(_read_entries(json_path)) if e["split"] in wanted]
+    entries = _read_entries(json_path)
+    selected = [(i, e) for i, e in enumerate(entries) if e["split"] in wanted]
 
     flat = [e["filename"] for _, e in selected if "filepath" not in e]
     if images_dir is not None:
@@ -215,6 +226,16 @@ def load_karpathy_split(
         images.append(CaptionedImage(image_path=path, captions=captions, image_id=image_id))
 
     dropped = {k: v for k, v in stats.items() if v}
+    if not images:
+        splits = ", ".join(f"{name} {count}" for name, count in sorted(Counter(e["split"] for e in entries).items()))
+        named = " + ".join(sorted(wanted, key=SPLITS.index))
+        dropped_text = ", ".join(f"{k} {v}" for k, v in dropped.items()) or "nothing dropped"
+        raise KarpathyFormatError(
+            f"{json_path}: the {split!r} split is empty: the file lists {len(selected)} image(s) with split {named} "
+            f"(all images by split: {splits or 'none'}) and none is left; dropped: {dropped_text}"
+            + (" (data.skip_bad_images=true skipped the bad images)" if stats["missing_images"]
+               + stats["unreadable_images"] else "")
+        )
     if dropped:
         log.info("%s split %r: %d images kept; dropped or changed: %s", json_path, split, len(images), dropped)
     return images, stats

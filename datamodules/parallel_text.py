@@ -12,8 +12,8 @@ Two layouts under ``root``:
 Lines are split on ``"\\n"`` only (not on the other Unicode line breaks ``str.splitlines`` knows, which would shift
 one file against the other), stripped, and NFC normalised. A pair with an empty side is dropped and counted
 (``empty_pairs``); with ``max_tokens``, a pair with a side longer than that many whitespace tokens is dropped and
-counted (``too_long``). The counts are returned and logged at INFO. Every malformed input raises
-:class:`ParallelTextError` naming the file (and line).
+counted (``too_long``). The counts are returned and logged at INFO. Every malformed input (an empty file, a split
+with no pair left after filtering included) raises :class:`ParallelTextError` naming the file (and line).
 """
 
 from __future__ import annotations
@@ -71,14 +71,18 @@ def _find_file(root: Path, split: str, suffix: str, split_files: Mapping[str, st
     tried = " or ".join(str(p) for p in candidates)
     raise ParallelTextError(
         f"missing file {tried} (split {split!r}); files present in {root}: {_present_files(root)}. "
-        "Pass split_files={split: stem} if the split has another name."
+        "Name the split's file(s) as tried (train.py reads these names), or pass split_files={split: stem} to "
+        "load_parallel_split if the split has another name."
     )
 
 
 def _read_lines(path: Path) -> list[str]:
-    """The lines of a UTF-8 file (a BOM is dropped), split on ``\\n`` only, without their line ends."""
+    """The lines of a UTF-8 file (a BOM is dropped), split on ``\\n`` only, without their line ends; a
+    :class:`ParallelTextError` for an empty file."""
     data = path.read_bytes()
     data = data[len(codecs.BOM_UTF8) :] if data.startswith(codecs.BOM_UTF8) else data
+    if not data:
+        raise ParallelTextError(f"{path} is empty (0 lines); expected one sentence a line")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -177,8 +181,9 @@ def load_parallel_split(
         Source sentences, target sentences (aligned), and the counts ``empty_pairs`` and ``too_long``.
 
     Raises:
-        ParallelTextError: unknown layout, missing file (the message lists the files present), source and target
-            files of different line counts, a TSV line with too few columns, or a line that is not UTF-8.
+        ParallelTextError: unknown layout, missing file (the message lists the files present), an empty file,
+            source and target files of different line counts, a TSV line with too few columns, a line that is not
+            UTF-8, or no pair left after filtering (the message gives the drop counts).
     """
     root = Path(root)
     if layout not in LAYOUTS:
@@ -202,10 +207,21 @@ def load_parallel_split(
         sources, targets = _split_tsv(path, _read_lines(path), tuple(tsv_columns))
         where = str(path)
     kept_sources, kept_targets, stats = clean_pairs(sources, targets, lowercase, max_tokens)
+    if not kept_sources:
+        raise ParallelTextError(_empty_split_message(where, split, len(sources), stats, max_tokens))
     dropped = {k: v for k, v in stats.items() if v}
     if dropped:
         log.info("%s: %d pairs kept; dropped: %s", where, len(kept_sources), dropped)
     return kept_sources, kept_targets, stats
+
+
+def _empty_split_message(where: str, split: str, read: int, stats: Mapping[str, int], max_tokens: int | None) -> str:
+    """Why a split has no sentence pair left: how many were read and what dropped them."""
+    limit = f" (max_tokens={max_tokens}: data.max_tokens)" if stats.get("too_long") else ""
+    return (
+        f"{where}: split {split!r} is empty after filtering: {read} pair(s) read, dropped empty_pairs "
+        f"{stats.get('empty_pairs', 0)} (a side blank), too_long {stats.get('too_long', 0)}{limit}"
+    )
 
 
 def load_multi30k_from_hub(
@@ -241,6 +257,8 @@ def load_multi30k_from_hub(
     except Exception as e:  # datasets raises many kinds (ConnectionError, OSError, its own) when offline
         raise RuntimeError(f"cannot load {HUB_DATASET} from the Hub ({type(e).__name__}: {e}). {instead}") from e
     kept_sources, kept_targets, stats = clean_pairs(sources, targets, lowercase, max_tokens)
+    if not kept_sources:
+        raise ParallelTextError(_empty_split_message(f"{HUB_DATASET} {split}", split, len(sources), stats, max_tokens))
     if any(stats.values()):
         log.info("%s %s: %d pairs kept; dropped: %s", HUB_DATASET, split, len(kept_sources), stats)
     return kept_sources, kept_targets, stats

@@ -157,7 +157,9 @@ def _read_msrvtt(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise VideoFormatError(f"{path}: not a JSON file ({e}); expected an MSR-VTT *_videodatainfo.json") from None
     if not isinstance(data, dict):
-        raise VideoFormatError(f"{path}: expected a JSON object with 'videos' and 'sentences', got {type(data)}")
+        raise VideoFormatError(
+            f"{path}: expected a JSON object with 'videos' and 'sentences' (MSR-VTT format), got {type(data).__name__}"
+        )
     lists = []
     for name, fields in (("videos", ("video_id", "split")), ("sentences", ("video_id", "caption"))):
         entries = data.get(name)

@@ -8,7 +8,9 @@ split, index).
 ``msvd`` / ``msrvtt``: captions from ``MSR Video Description Corpus.csv`` or ``*_videodatainfo.json``
 (``datamodules.video_annotations``); frames from video files, folders of frame images, or precomputed ``.npy``
 features [T, D] per clip (``datamodules.video_frames``), ``num_frames`` sampled uniformly; shorter clips are padded
-and masked. Clips whose video is missing stop with its path, or with ``skip_bad_videos`` are skipped and counted.
+and masked. Clips whose video is missing stop with its path, or with ``skip_bad_videos`` are skipped and counted; a
+missing caption file, or a split left with no clip, stops with a :class:`VideoFormatError` that names the files and
+what dropped the clips.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from datamodules.sampling import SplitLoaders, make_dataloader, resolve_num_workers, split_index
 from datamodules.synthetic.event_clips import EventClips
-from datamodules.video_annotations import VideoCaptions, load_msrvtt, load_msvd
+from datamodules.video_annotations import MSRVTT_SPLITS, VideoCaptions, VideoFormatError, load_msrvtt, load_msvd
 from datamodules.video_frames import FeatureSource, FrameFolderSource, VideoFileSource, pad_clips
 from text.vocabulary import AdoptsVocabulary, Vocabulary
 
@@ -33,6 +35,8 @@ log = logging.getLogger(__name__)
 
 SOURCES = ("clips", "msvd", "msrvtt")
 FRAME_SOURCES = {"video": VideoFileSource, "folder": FrameFolderSource, "features": FeatureSource}
+DEFAULT_ANNOTATIONS = {"msvd": ["MSR Video Description Corpus.csv"],
+                       "msrvtt": ["train_val_videodatainfo.json", "test_videodatainfo.json"]}
 
 
 class DiskClips:
@@ -212,27 +216,71 @@ class VideoCaptionDataModule(AdoptsVocabulary, SplitLoaders, pl.LightningDataMod
             return None
         return int(self._clips("train").clip(0).shape[-1])
 
+    def _annotation_paths(self, root: Path) -> list[Path]:
+        """The caption file(s) under ``root`` (``data.annotations``, else the corpus' usual names); a
+        :class:`VideoFormatError` naming every one that is missing, what is there, and the option that picks others."""
+        hp = self.hparams
+        names = hp.annotations or DEFAULT_ANNOTATIONS[hp.source]
+        names = [names] if isinstance(names, str) else list(names)
+        option = "data.annotations=<file.csv>" if hp.source == "msvd" else "data.annotations=[<file.json>, ...]"
+        if not names or (hp.source == "msvd" and len(names) != 1):
+            raise ValueError(f"data.source={hp.source}: data.annotations={names}; give "
+                             f"{'one CSV file' if hp.source == 'msvd' else 'one or more JSON files'}: {option}")
+        paths = [root / name for name in names]
+        missing = [path for path in paths if not path.is_file()]
+        if missing:
+            if not root.is_dir():
+                there = f"data.root={root} is not a folder"
+            else:
+                found = sorted(p.name for p in root.iterdir() if p.suffix.lower() in (".csv", ".json"))
+                there = f".csv/.json files in {root}: {found[:20] or 'none'}"
+            raise VideoFormatError(
+                f"data.source={hp.source}: annotation file(s) not found under data.root={root}: "
+                f"{', '.join(p.name for p in missing)} (looked for {[str(p) for p in paths]}); {there}. "
+                f"{option} picks the files you have (names relative to data.root)")
+        return paths
+
     def _disk_clips(self, split: str) -> DiskClips:
         hp = self.hparams
         root = Path(hp.root).expanduser()
+        paths = self._annotation_paths(root)
         if hp.source == "msvd":
-            records, counts = load_msvd(root / (hp.annotations or "MSR Video Description Corpus.csv"), split,
-                                        split_sizes=tuple(hp.msvd_split_sizes))
+            records, counts = load_msvd(paths[0], split, split_sizes=tuple(hp.msvd_split_sizes))
+            listed = len(records) + counts["clips_without_captions"]
         else:
-            files = hp.annotations or ["train_val_videodatainfo.json", "test_videodatainfo.json"]
-            names = [files] if isinstance(files, str) else files
-            records, counts = load_msrvtt([root / name for name in names if (root / name).exists()], split)
+            records, counts = load_msrvtt(paths, split)
+            listed = len(records) + counts["videos_without_captions"]
         source = FRAME_SOURCES[hp.frames](root / hp.frames_dir)
-        missing = [r for r in records if not self._has_frames(source, r.key)]
+        missing = {r.key for r in records if not self._has_frames(source, r.key)}
         if missing and not hp.skip_bad_videos:
             raise FileNotFoundError(f"{len(missing)} {split} clips have no {hp.frames} under {root / hp.frames_dir}, "
-                                    f"e.g. {missing[0].key}; data.skip_bad_videos=true skips (and counts) them")
+                                    f"e.g. {next(r.key for r in records if r.key in missing)}; "
+                                    "data.skip_bad_videos=true skips (and counts) them")
         counts["missing_videos"] = len(missing)
         dropped = {k: v for k, v in counts.items() if v}
         if dropped:
             log.warning("%s %s: %s", hp.source, split, ", ".join(f"{k} {v}" for k, v in dropped.items()))
-        kept = [r for r in records if r not in missing]
+        kept = [r for r in records if r.key not in missing]
+        if not kept:
+            raise VideoFormatError(self._empty_split(split, paths, listed, dropped))
         return DiskClips(kept, source, hp.num_frames, hp.image_size)
+
+    def _empty_split(self, split: str, paths: list[Path], listed: int, dropped: dict[str, int]) -> str:
+        """Why a real split has no clips left: what the files list for it, and what was dropped."""
+        hp = self.hparams
+        files = ", ".join(str(p) for p in paths)
+        counted = ", ".join(f"{k} {v}" for k, v in dropped.items()) or "nothing dropped"
+        message = (f"data.source={hp.source}: the {split} split is empty: {files} list {listed} {split} clip(s); "
+                   f"dropped or not assigned: {counted}")
+        if dropped.get("missing_videos"):
+            message += (f". data.skip_bad_videos=true skipped all {dropped['missing_videos']} without {hp.frames} "
+                        f"under {Path(hp.root).expanduser() / hp.frames_dir}: check data.frames_dir and data.frames")
+        elif listed == 0 and hp.source == "msvd":
+            message += f". data.msvd_split_sizes={list(hp.msvd_split_sizes)} gives it no clips"
+        elif listed == 0:
+            message += (f". No video there has split '{MSRVTT_SPLITS.get(split, split)}': data.annotations="
+                        "[train_val_videodatainfo.json, test_videodatainfo.json] holds train, validate and test")
+        return message
 
     @staticmethod
     def _has_frames(source: Any, key: str) -> bool:

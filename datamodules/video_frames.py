@@ -83,6 +83,9 @@ class FrameFolderSource:
         paths = self.frame_paths(key)
         images = []
         for i in sample_frame_indices(len(paths), k):
+            if paths[i].stat().st_size == 0:
+                raise VideoReadError(f"frame {paths[i]} is empty (0 bytes); expected a {'/'.join(self.extensions)} "
+                                     "image")
             try:
                 with Image.open(paths[i]) as im:
                     rgb = im.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
@@ -127,12 +130,15 @@ def decode_video(path: Path, image_size: int) -> list[np.ndarray]:
     """Every frame of the first video stream of ``path`` as uint8 ``[S, S, 3]`` RGB.
 
     Raises:
-        VideoReadError: PyAV not installed, the file cannot be opened or decoded, or it has no video frames.
+        VideoReadError: PyAV not installed, the file is empty (0 bytes), cannot be opened or decoded, or it has no
+            video stream or no decodable frame.
     """
     try:
         import av
     except ImportError as e:
         raise VideoReadError(f"cannot decode {path}: PyAV is not installed (pip install av)") from e
+    if path.stat().st_size == 0:
+        raise VideoReadError(f"video file {path} is empty (0 bytes); expected a video (.avi, .mp4, .webm)")
     frames: list[np.ndarray] = []
     try:
         with av.open(str(path)) as container:
@@ -144,7 +150,11 @@ def decode_video(path: Path, image_size: int) -> list[np.ndarray]:
                 frames.append(frame.to_ndarray(format="rgb24", width=image_size, height=image_size))
     except VideoReadError:
         raise
-    except (av.FFmpegError, OSError, ValueError, EOFError, RuntimeError) as e:
+    except EOFError as e:
+        if not frames:  # some containers (e.g. Matroska) end the stream with EOFError before any frame
+            raise VideoReadError(f"video {path} has no decodable frames ({type(e).__name__}: {e})") from e
+        raise VideoReadError(f"cannot decode video {path} ({type(e).__name__}: {e})") from e
+    except (av.FFmpegError, OSError, ValueError, RuntimeError) as e:
         raise VideoReadError(f"cannot decode video {path} ({type(e).__name__}: {e})") from e
     if not frames:
         raise VideoReadError(f"video {path} has no decodable frames")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -171,10 +172,11 @@ class VQADataModule(AdoptsVocabulary, SplitLoaders, pl.LightningDataModule):
         if not hasattr(self, "_items"):
             self._items: dict[str, list[VQAItem]] = {}
         if split not in self._items:
-            items, counts = load_vqa_split(self.hparams.root, self.splits[split],
+            items, counts = load_vqa_split(Path(self.hparams.root).expanduser(), self.splits[split],
                                            skip_missing_images=self.hparams.skip_missing_images)
-            if counts.get("missing_images"):
-                log.warning("vqa2 %s: skipped %d questions whose image is missing", split, counts["missing_images"])
+            if counts.get("missing_images") or counts.get("empty_images"):
+                log.warning("vqa2 %s: skipped %d questions whose image is missing, %d whose image is empty (0 bytes)",
+                            split, counts["missing_images"], counts["empty_images"])
             self._items[split] = items
         return self._items[split]
 

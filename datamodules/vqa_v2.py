@@ -72,6 +72,25 @@ def image_path(root: str | Path, split: str, image_id: int) -> Path:
     return Path(root) / split / f"COCO_{split}_{image_id:012d}.jpg"
 
 
+def _check_files(root: Path, split: str) -> None:
+    """A :class:`VQAFormatError` naming every missing file of the split's pair, and the VQA files there."""
+    paths = (questions_path(root, split), annotations_path(root, split))
+    missing = [p for p in paths if not p.is_file()]
+    if not missing:
+        return
+    if root.is_dir():
+        found = sorted(p.name for p in root.glob("*.json"))
+        there = f"JSON files in {root}: {found[:20] or 'none'}"
+    else:
+        there = f"{root} is not a folder"
+    raise VQAFormatError(
+        f"VQA v2 file(s) not found for split {split!r}: {', '.join(str(p) for p in missing)}; {there}. Each split "
+        "needs its questions and its annotations file (v2_OpenEnded_mscoco_<split>_questions.json and "
+        "v2_mscoco_<split>_annotations.json); data.splits={train: ..., val: ..., test: ...} picks the <split> of "
+        "the files you have"
+    )
+
+
 def _read_list(path: Path, key: str, fields: Sequence[str]) -> list[dict[str, Any]]:
     """The ``key`` list of a JSON file, each entry an object with ``fields``."""
     if not path.is_file():
@@ -131,19 +150,21 @@ def load_vqa_split(
     Args:
         root: folder with the two JSON files and the ``<split>/`` image folder.
         split: the COCO split name in the file names, e.g. ``train2014`` or ``val2014``.
-        check_images: check that every image file exists.
-        skip_missing_images: skip questions whose image is missing and count them instead of raising.
+        check_images: check that every image file exists and is not empty.
+        skip_missing_images: skip questions whose image is missing or empty and count them instead of raising.
 
     Returns:
-        The questions in the order of the questions file, and the counts ``questions``, ``kept`` and
-        ``missing_images`` (questions skipped because their image is missing).
+        The questions in the order of the questions file, and the counts ``questions``, ``kept``,
+        ``missing_images`` and ``empty_images`` (questions skipped because their image is missing or 0 bytes).
 
     Raises:
-        VQAFormatError: a missing or non-JSON file, a missing required field, a duplicated question_id, a question
-            without annotation or an annotation without question, an image id that differs between the two, or a
-            missing image (unless ``skip_missing_images``).
+        VQAFormatError: a missing or non-JSON file (every missing one named), a missing required field, a
+            duplicated question_id, a question without annotation or an annotation without question, an image id
+            that differs between the two, a missing or empty (0-byte) image (unless ``skip_missing_images``), or
+            no question left (the message gives what was skipped).
     """
     q_path, a_path = questions_path(root, split), annotations_path(root, split)
+    _check_files(Path(root), split)
     questions = _read_list(q_path, "questions", QUESTION_FIELDS)
     annotations = _read_list(a_path, "annotations", ANNOTATION_FIELDS)
     for path, entries in ((q_path, questions), (a_path, annotations)):
@@ -158,7 +179,7 @@ def load_vqa_split(
     if extra := by_id.keys() - question_ids:
         raise _mismatch(extra, "annotations", a_path, q_path)
 
-    stats = {"questions": len(questions), "kept": 0, "missing_images": 0}
+    stats = {"questions": len(questions), "kept": 0, "missing_images": 0, "empty_images": 0}
     items: list[VQAItem] = []
     for i, q in enumerate(questions):
         qid = q["question_id"]
@@ -174,13 +195,14 @@ def load_vqa_split(
             if not isinstance(ann[field], str):
                 raise VQAFormatError(f"{where}: field '{field}' must be a string")
         path = image_path(root, split, q["image_id"])
-        if check_images and not path.is_file():
+        problem = _image_problem(path) if check_images else None
+        if problem is not None:
             if not skip_missing_images:
                 raise VQAFormatError(
-                    f"{q_path}: questions[{i}] (question_id {qid}): image {path} is missing; add it, or pass "
+                    f"{q_path}: questions[{i}] (question_id {qid}): image {path} is {problem}; add it, or pass "
                     "data.skip_missing_images=true to skip such questions (they are counted)"
                 )
-            stats["missing_images"] += 1
+            stats["missing_images" if problem == "missing" else "empty_images"] += 1
             continue
         items.append(
             VQAItem(
@@ -194,9 +216,24 @@ def load_vqa_split(
             )
         )
     stats["kept"] = len(items)
-    if stats["missing_images"]:
-        log.info("VQA v2 %s: %d questions kept, %d skipped (image missing)", split, len(items), stats["missing_images"])
+    if not items:
+        skipped = (f"{stats['missing_images']} skipped because their image is missing and {stats['empty_images']} "
+                   "because it is empty (data.skip_missing_images=true)") if len(questions) else "none to skip"
+        raise VQAFormatError(
+            f"{q_path}: split {split!r} is empty: {len(questions)} question(s) in the file, {skipped}; no question "
+            f"left (images are read from {Path(root) / split})"
+        )
+    if stats["missing_images"] or stats["empty_images"]:
+        log.info("VQA v2 %s: %d questions kept, %d skipped (image missing), %d skipped (image empty)", split,
+                 len(items), stats["missing_images"], stats["empty_images"])
     return items, stats
+
+
+def _image_problem(path: Path) -> str | None:
+    """None if ``path`` is a non-empty file, else ``"missing"`` or ``"empty (0 bytes)"``."""
+    if not path.is_file():
+        return "missing"
+    return None if path.stat().st_size else "empty (0 bytes)"
 
 
 def top_k_answers(items: Sequence[VQAItem], k: int) -> list[str]:

@@ -94,3 +94,17 @@ def test_karpathy_missing_image_is_named_or_skipped_and_counted(tmp_path, caplog
     with caplog.at_level("WARNING"):
         lenient.setup("fit")
     assert len(lenient.corpora["train"]) == 2 and "missing_images 1" in caplog.text
+
+
+def test_karpathy_missing_json_and_an_emptied_split_are_named(tmp_path):
+    write_dataset(tmp_path, coco_entries())
+    missing = task_datamodule("captioning", source="karpathy", root=str(tmp_path), annotations="dataset_flickr8k.json",
+                              num_workers=0)
+    with pytest.raises(KarpathyFormatError, match=r"not found: .*dataset_flickr8k.json; JSON files in .*"
+                       r"\['dataset_coco.json'\]\. data.annotations=<file>"):
+        missing.setup("fit")
+    (tmp_path / "val2014" / "COCO_val2014_000000391895.jpg").write_bytes(b"")  # the one val image: 0 bytes
+    lenient = task_datamodule("captioning", source="karpathy", root=str(tmp_path), num_workers=0, skip_bad_images=True)
+    with pytest.raises(KarpathyFormatError, match=r"dataset_coco.json: the 'val' split is empty: the file lists 1 "
+                       r"image\(s\) with split val .*unreadable_images 1 \(data.skip_bad_images=true skipped"):
+        lenient.setup("fit")

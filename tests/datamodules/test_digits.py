@@ -1,6 +1,7 @@
 """datamodules.digits: mnist5k split, item determinism, torchvision idx layout, clear errors."""
 
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -149,6 +150,29 @@ def test_corrupt_idx_file_is_named(tmp_path):
     bad.write_bytes(idx_bytes(np.arange(29) % 10))
     with pytest.raises(IdxFormatError, match="30 images but .*train-labels-idx1-ubyte has 29 labels"):
         task_datamodule("stn", source="fashion_mnist", root=str(tmp_path), val_per_class=1).setup()
+
+
+def test_empty_and_zero_byte_idx_files_are_named(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    write_raw(raw, gz=())
+    test_images = raw / "t10k-images-idx3-ubyte"
+    test_images.write_bytes(idx_bytes(np.zeros((0, 28, 28), np.uint8)))
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros(0, np.uint8)))
+    with pytest.raises(IdxFormatError, match=rf"{re.escape(str(test_images))}: 0 images \(header dims \(0, 28, 28\)\); "
+                       "expected at least one test image"):
+        task_datamodule("stn", source="mnist", root=str(tmp_path), val_per_class=1).setup()
+    test_images.write_bytes(b"")
+    with pytest.raises(IdxFormatError, match=rf"{re.escape(str(test_images))}: file truncated: 0 bytes"):
+        task_datamodule("stn", source="mnist", root=str(tmp_path), val_per_class=1).setup()
+
+
+def test_split_emptied_by_the_options_is_named(tmp_path):
+    write_raw(tmp_path / "FashionMNIST" / "raw")
+    with pytest.raises(ValueError, match=r"digits fashion_mnist: the val split is empty: data.val_per_class=0 holds "
+                       "out no digits"):
+        task_datamodule("stn", source="fashion_mnist", root=str(tmp_path), val_per_class=0).setup()
+    with pytest.raises(ValueError, match=r"digits mnist5k: the test split is empty: data.test_per_class=0"):
+        task_datamodule("stn", test_per_class=0).setup()
 
 
 def test_bad_options():

@@ -1,5 +1,6 @@
 """datamodules.karpathy: Karpathy split JSON (COCO and Flickr layouts) with real JPEGs, every error named."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -90,14 +91,17 @@ def test_flickr_folder_not_found_lists_what_was_tried(tmp_path):
 
 
 def test_missing_file_names_the_path(tmp_path):
-    with pytest.raises(KarpathyFormatError, match="not found") as err:
+    (tmp_path / "dataset_flickr8k.json").write_text("{}")
+    with pytest.raises(KarpathyFormatError, match=r"not found: .*dataset_coco.json; JSON files in .*: "
+                       r"\['dataset_flickr8k.json'\]\. data.annotations=<file> names the split JSON") as err:
         load_karpathy_split(tmp_path / "dataset_coco.json", tmp_path, "train")
     assert str(tmp_path / "dataset_coco.json") in str(err.value)
 
 
 @pytest.mark.parametrize(
     ("content", "expected"),
-    [("{not json", "not a JSON file"), ('{"annotations": []}', "'images' list"), ("[1, 2]", "'images' list")],
+    [("{not json", "not a JSON file"), ('{"annotations": []}', "'images' list.*got dict with keys \\['annotations'\\]"),
+     ("[1, 2]", "expected a JSON object with an 'images' list .*got list")],
 )
 def test_not_a_karpathy_file(tmp_path, content, expected):
     path = tmp_path / "dataset_coco.json"
@@ -155,6 +159,39 @@ def test_corrupt_image_raises_naming_path(coco, tmp_path):
     with pytest.raises(KarpathyFormatError, match="unreadable") as err:
         load_karpathy_split(coco, tmp_path, "train")
     assert str(bad) in str(err.value) and "skip_bad_images" in str(err.value)
+
+
+def test_zero_byte_image_is_named_or_skipped_and_counted(coco, tmp_path):
+    empty = tmp_path / "train2014" / "COCO_train2014_000000000025.jpg"
+    empty.write_bytes(b"")
+    with pytest.raises(KarpathyFormatError, match=rf"{re.escape(str(empty))} is empty \(0 bytes\); .*skip_bad_images"):
+        load_karpathy_split(coco, tmp_path, "train")
+    images, stats = load_karpathy_split(coco, tmp_path, "train", skip_bad_images=True)
+    assert [im.image_id for im in images] == ["9", "42"] and stats["unreadable_images"] == 1
+
+
+def test_split_with_every_image_skipped_is_named_with_counts(coco, tmp_path):
+    for image in (tmp_path / "train2014").iterdir():
+        image.unlink()
+    (tmp_path / "val2014" / "COCO_val2014_000000000042.jpg").write_bytes(b"")
+    with pytest.raises(KarpathyFormatError, match=r"dataset_coco.json: the 'train' split is empty: the file lists 3 "
+                       r"image\(s\) with split train \+ restval .*dropped: missing_images 2, unreadable_images 1 "
+                       r"\(data.skip_bad_images=true skipped the bad images\)"):
+        load_karpathy_split(coco, tmp_path, "train", skip_bad_images=True)
+
+
+def test_split_without_images_or_captions_is_named(tmp_path):
+    entries = [e for e in coco_entries() if e["split"] != "val"]
+    path = write_dataset(tmp_path, entries)
+    with pytest.raises(KarpathyFormatError, match=r"the 'val' split is empty: the file lists 0 image\(s\) with split "
+                       r"val \(all images by split: restval 1, test 2, train 2\).*nothing dropped"):
+        load_karpathy_split(path, tmp_path, "val")
+    entries = coco_entries()
+    entries[3]["sentences"] = [sentence([]), sentence(None, "?!")]  # test: both images without a caption
+    path = write_dataset(tmp_path, entries)
+    with pytest.raises(KarpathyFormatError, match=r"the 'test' split is empty: the file lists 2 image\(s\) with split "
+                       r"test .*dropped: empty_captions \d+, images_without_captions 2"):
+        load_karpathy_split(path, tmp_path, "test")
 
 
 def test_skip_bad_images_counts_them(coco, tmp_path):

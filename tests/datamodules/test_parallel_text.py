@@ -1,5 +1,6 @@
 """datamodules.parallel_text: Multi30k-style line-aligned files and TSV, every drop counted, every error named."""
 
+import re
 import sys
 import unicodedata
 from pathlib import Path
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from datamodules.parallel_text import ParallelTextError, load_multi30k_from_hub, load_parallel_split
+from suite.configs import task_datamodule
 
 GERMAN = [
     "Zwei junge Männer stehen vor einem Gebäude.",
@@ -77,6 +79,27 @@ def test_mismatched_line_counts_name_both_files_and_counts(tmp_path):
     assert str(tmp_path / "train.en") in message and "has 2 lines" in message
 
 
+@pytest.mark.parametrize("layout", ["files", "tsv"])
+def test_empty_file_is_named(tmp_path, layout):
+    empty = tmp_path / ("train.tsv" if layout == "tsv" else "train.en")
+    write_lines(tmp_path / "train.de", GERMAN)
+    empty.write_bytes(b"")
+    with pytest.raises(ParallelTextError, match=rf"{re.escape(str(empty))} is empty \(0 lines\); expected one "
+                       "sentence a line"):
+        load_parallel_split(tmp_path, "train", "de", "en", layout=layout)
+    empty.write_bytes(b"\xef\xbb\xbf")  # a byte order mark and nothing else
+    with pytest.raises(ParallelTextError, match=rf"{re.escape(str(empty))} is empty"):
+        load_parallel_split(tmp_path, "train", "de", "en", layout=layout)
+
+
+def test_blank_files_are_an_empty_split_with_counts(tmp_path):
+    write_lines(tmp_path / "val.de", ["", "  "])
+    write_lines(tmp_path / "val.en", ["A girl.", ""])
+    with pytest.raises(ParallelTextError, match=r"val.de \+ .*val.en: split 'val' is empty after filtering: 2 "
+                       r"pair\(s\) read, dropped empty_pairs 2 \(a side blank\), too_long 0$"):
+        load_parallel_split(tmp_path, "val", "de", "en")
+
+
 def test_empty_pairs_dropped_and_counted(tmp_path):
     write_lines(tmp_path / "train.de", [GERMAN[0], "", GERMAN[1], "   ", GERMAN[2]])
     write_lines(tmp_path / "train.en", [ENGLISH[0], ENGLISH[1], "", "", ENGLISH[2]])
@@ -92,8 +115,9 @@ def test_too_long_filtered_and_counted(multi30k):
     assert stats == {"empty_pairs": 0, "too_long": 1}
     sources, _, stats = load_parallel_split(multi30k, "train", "en", "de", max_tokens=7)
     assert sources == ENGLISH[1:] and stats["too_long"] == 1  # the source side too long
-    _, _, stats = load_parallel_split(multi30k, "train", "de", "en", max_tokens=6)
-    assert stats["too_long"] == 3
+    with pytest.raises(ParallelTextError, match=r"train.de \+ .*train.en: split 'train' is empty after filtering: 3 "
+                       r"pair\(s\) read, dropped empty_pairs 0 \(a side blank\), too_long 3 \(max_tokens=6"):
+        load_parallel_split(multi30k, "train", "de", "en", max_tokens=6)
     _, _, stats = load_parallel_split(multi30k, "train", "de", "en")
     assert stats["too_long"] == 0
 
@@ -169,6 +193,35 @@ def test_hub_without_datasets_says_what_to_do(monkeypatch):
     with pytest.raises(RuntimeError, match="not installed") as err:
         load_multi30k_from_hub("train")
     assert "layout='files'" in str(err.value)
+
+
+def test_hub_split_emptied_by_filtering_is_named(monkeypatch):
+    class Datasets:
+        @staticmethod
+        def load_dataset(*args, **kwargs):
+            return {"de": ["ein sehr langer satz hier", " "], "en": ["a very long sentence here", "a dog"]}
+
+    monkeypatch.setitem(sys.modules, "datasets", Datasets)
+    with pytest.raises(ParallelTextError, match=r"bentrevett/multi30k train: split 'train' is empty after filtering: 2 "
+                       r"pair\(s\) read, dropped empty_pairs 1 \(a side blank\), too_long 1 \(max_tokens=3"):
+        load_multi30k_from_hub("train", max_tokens=3)
+
+
+def test_datamodule_names_empty_files_and_filtered_splits(tmp_path):
+    for split in ("train", "val", "test"):
+        write_lines(tmp_path / f"{split}.de", GERMAN)
+        write_lines(tmp_path / f"{split}.en", ENGLISH)
+    (tmp_path / "test.en").write_bytes(b"")
+    data = task_datamodule("nmt", source="files", root=str(tmp_path), source_lang="de", target_lang="en",
+                           num_workers=0)
+    with pytest.raises(ParallelTextError, match=rf"{re.escape(str(tmp_path / 'test.en'))} is empty \(0 lines\)"):
+        data.setup("fit")
+    write_lines(tmp_path / "test.en", ENGLISH)
+    data = task_datamodule("nmt", source="files", root=str(tmp_path), source_lang="de", target_lang="en",
+                           max_tokens=3, num_workers=0)
+    with pytest.raises(ParallelTextError, match=r"split 'train' is empty after filtering: 3 pair\(s\) read, .*"
+                       r"too_long 3 \(max_tokens=3: data.max_tokens\)"):
+        data.setup("fit")
 
 
 def test_hub_offline_says_what_to_do(monkeypatch):

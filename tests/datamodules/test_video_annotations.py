@@ -1,12 +1,17 @@
-"""datamodules.video_annotations: MSVD CSV and MSR-VTT JSON in their real formats, every error named."""
+"""datamodules.video_annotations: MSVD CSV and MSR-VTT JSON in their real formats, every error named; the video
+datamodule on a corpus folder: missing caption files, empty splits and unreadable videos named."""
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from datamodules.video_annotations import VideoCaptions, VideoFormatError, load_msrvtt, load_msvd
+from datamodules.video_frames import VideoReadError
+from suite.configs import task_datamodule
 from text.captions import clean_caption
 
 MSVD_HEADER = ["VideoID", "Start", "End", "WorkerID", "Source", "AnnotationTime", "Language", "Description"]
@@ -194,3 +199,122 @@ def test_msrvtt_bad_inputs(tmp_path):
         load_msrvtt(path, "train")
     with pytest.raises(VideoFormatError, match="unknown MSR-VTT split"):
         load_msrvtt(path, "dev")
+
+
+def test_msrvtt_json_list_instead_of_object_named(tmp_path):
+    path = tmp_path / "train_val_videodatainfo.json"
+    path.write_text(json.dumps([{"video_id": "video0", "split": "train"}]))
+    with pytest.raises(VideoFormatError, match=rf"{re.escape(str(path))}: expected a JSON object .*got list"):
+        load_msrvtt(path, "train")
+
+
+# --- the datamodule on a corpus folder: missing caption files and empty splits are named errors ----------------
+
+MSRVTT_KEYS = {"train": ["video0", "video1"], "val": ["video2"], "test": ["video7010"]}
+
+
+def write_msrvtt_corpus(root: Path, videos: tuple[str, ...] = ("video0", "video1", "video2", "video7010"),
+                        frames: int = 4) -> Path:
+    """``write_msrvtt``'s two JSON files and a short mp4 in ``root/videos`` for each of ``videos``."""
+    from tests.datamodules.test_video_frames import write_video
+
+    (root / "videos").mkdir(parents=True, exist_ok=True)
+    write_msrvtt(root)
+    for n, key in enumerate(videos):
+        write_video(root / "videos" / f"{key}.mp4", [(200, 40 * n, 40)] * frames, size=16)
+    return root
+
+
+def video_data(source: str, root: Path, **data_args):
+    return task_datamodule("video_captioning", source=source, root=str(root), num_frames=4, image_size=16,
+                           batch_size=2, eval_batch_size=2, num_workers=0, **data_args)
+
+
+def test_msrvtt_datamodule_reads_the_corpus(tmp_path):
+    data = video_data("msrvtt", write_msrvtt_corpus(tmp_path))
+    data.setup("fit")
+    assert [r.key for r in data.splits["train"].records] == MSRVTT_KEYS["train"]
+    batch = next(iter(data.train_dataloader()))
+    assert batch["frames"].shape == (2, 4, 3, 16, 16)
+
+
+def test_msrvtt_missing_annotation_file_is_named(tmp_path):
+    write_msrvtt_corpus(tmp_path)
+    (tmp_path / "test_videodatainfo.json").unlink()
+    data = video_data("msrvtt", tmp_path)
+    with pytest.raises(VideoFormatError, match=r"annotation file\(s\) not found under data.root=.*: "
+                       r"test_videodatainfo.json \(looked for .*\).*train_val_videodatainfo.json.*"
+                       r"data.annotations=\[<file.json>, ...\] picks the files you have"):
+        data.setup("fit")
+    # naming the files there reads them; a split none of them holds is an error naming it, not 0 batches
+    data = video_data("msrvtt", tmp_path, annotations=["train_val_videodatainfo.json"])
+    data.setup("fit")
+    assert len(data.splits["train"]) == 2 and len(data.splits["val"]) == 1
+    with pytest.raises(VideoFormatError, match=r"the test split is empty: .*train_val_videodatainfo.json list 0 "
+                       r"test clip\(s\).*No video there has split 'test'"):
+        data.setup("test")
+
+
+def test_msrvtt_every_default_file_missing_is_named(tmp_path):
+    (tmp_path / "captions.json").write_text("{}")
+    with pytest.raises(VideoFormatError, match=r"train_val_videodatainfo.json, test_videodatainfo.json \(looked "
+                       r"for .*\); \.csv/\.json files in .*: \['captions.json'\]"):
+        video_data("msrvtt", tmp_path).setup("fit")
+
+
+def test_msvd_missing_csv_is_named(tmp_path):
+    with pytest.raises(VideoFormatError, match=r"not found under data.root=.*: MSR Video Description Corpus.csv "
+                       r"\(looked for .*\); .csv/.json files in .*: none\. data.annotations=<file.csv> picks"):
+        video_data("msvd", tmp_path).setup("fit")
+
+
+def test_empty_split_after_filtering_names_split_and_counts(tmp_path):
+    write_msvd(tmp_path / "MSR Video Description Corpus.csv")
+    from tests.datamodules.test_video_frames import write_video
+
+    (tmp_path / "videos").mkdir()
+    for key in ("mv89psg6zh4_33_46", "60x_yxy7Sfw_1_9", "-4wsuPCjDBc_5_15", "-_hbPLsZvvo_19_25"):
+        write_video(tmp_path / "videos" / f"{key}.mp4", [(200, 30, 40)] * 4, size=16)
+    data = video_data("msvd", tmp_path, msvd_split_sizes=(2, 2, 1))
+    data.setup("fit")
+    # the one test clip has only a French caption: the split is empty, and says what emptied it
+    with pytest.raises(VideoFormatError, match=r"data.source=msvd: the test split is empty: .*MSR Video Description "
+                       r"Corpus.csv list 1 test clip\(s\); dropped or not assigned: .*clips_without_captions 1"):
+        data.setup("test")
+    with pytest.raises(VideoFormatError, match=r"the val split is empty: .* list 0 val clip\(s\).*"
+                       r"data.msvd_split_sizes=\[4, 0, 1\] gives it no clips"):
+        video_data("msvd", tmp_path, msvd_split_sizes=(4, 0, 1)).setup("fit")
+
+
+def test_every_video_skipped_is_an_empty_split_error(tmp_path, caplog):
+    write_msrvtt_corpus(tmp_path, videos=("video0", "video1", "video7010"))  # video2, the only val clip, missing
+    with pytest.raises(FileNotFoundError, match=r"1 val clips have no video under .*videos, e.g. video2"):
+        video_data("msrvtt", tmp_path).setup("fit")
+    with caplog.at_level("WARNING"), pytest.raises(
+        VideoFormatError, match=r"the val split is empty: .* list 1 val clip\(s\); dropped or not assigned: "
+        r".*missing_videos 1\. data.skip_bad_videos=true skipped all 1 without video under .*videos"):
+        video_data("msrvtt", tmp_path, skip_bad_videos=True).setup("fit")
+    assert re.search(r"msrvtt val: .*missing_videos 1", caplog.text)
+
+
+def test_video_without_frames_stops_the_loader_naming_it(tmp_path):
+    from tests.datamodules.test_video_frames import write_frameless_video
+
+    write_msrvtt_corpus(tmp_path, videos=("video0", "video2", "video7010"))
+    write_frameless_video(tmp_path / "videos" / "video1.avi")
+    data = video_data("msrvtt", tmp_path)
+    data.setup("fit")
+    with pytest.raises(VideoReadError, match=r"video .*videos/video1\.avi has no decodable frames"):
+        list(data.train_dataloader())
+
+
+def test_frame_folder_without_images_stops_the_loader_naming_it(tmp_path):
+    write_msrvtt(tmp_path)
+    for key in ("video0", "video1", "video2"):
+        (tmp_path / "frames" / key).mkdir(parents=True)
+    Image.new("RGB", (8, 8), (200, 30, 40)).save(tmp_path / "frames" / "video0" / "0001.jpg")
+    Image.new("RGB", (8, 8), (200, 30, 40)).save(tmp_path / "frames" / "video2" / "0001.jpg")
+    data = video_data("msrvtt", tmp_path, frames="folder", frames_dir="frames")
+    data.setup("fit")
+    with pytest.raises(VideoReadError, match=r"frame folder .*frames/video1 has no frames"):
+        list(data.train_dataloader())

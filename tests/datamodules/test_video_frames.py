@@ -1,5 +1,6 @@
 """datamodules.video_frames: frame folders of PNGs, a real encoded video, .npy features, padding and masking."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -48,8 +49,18 @@ def test_frame_folder(tmp_path):
     with pytest.raises(VideoReadError, match="missing_clip"):
         FrameFolderSource(tmp_path).load("missing_clip", k=3, image_size=8)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(VideoReadError, match="no frames"):
+    (tmp_path / "empty" / "notes.txt").write_text("not a frame")
+    with pytest.raises(VideoReadError, match=rf"frame folder {re.escape(str(tmp_path / 'empty'))} has no frames"):
         FrameFolderSource(tmp_path).load("empty", k=3, image_size=8)
+
+
+def test_zero_byte_frame_is_named(tmp_path):
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    Image.new("RGB", (8, 8), RED).save(folder / "frame_0000.png")
+    (folder / "frame_0001.png").write_bytes(b"")
+    with pytest.raises(VideoReadError, match=r"frame .*clip/frame_0001\.png is empty \(0 bytes\)"):
+        FrameFolderSource(tmp_path).load("clip", k=2, image_size=8)
 
 
 def write_video(path: Path, colours: list[tuple[int, int, int]], size: int = 32) -> None:
@@ -93,6 +104,33 @@ def test_video_file_corrupt_and_missing(tmp_path):
     assert str(bad) in str(info.value)
     with pytest.raises(VideoReadError, match=r"nothere\.avi.*nothere\.webm"):
         VideoFileSource(tmp_path).load("nothere", k=4, image_size=16)
+
+
+def write_frameless_video(path: Path, size: int = 32) -> None:
+    """A video file with a video stream and no frame: the header written, nothing encoded."""
+    av = pytest.importorskip("av")
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        container.start_encoding()
+
+
+@pytest.mark.parametrize(("name", "reason"), [("clip.avi", "has no decodable frames"),
+                                              ("clip.mkv", "has no decodable frames"),
+                                              ("clip.mp4", "has no video stream")])
+def test_video_without_frames_is_named(tmp_path, name, reason):
+    write_frameless_video(tmp_path / name)
+    source = VideoFileSource(tmp_path, extensions=(Path(name).suffix,))
+    with pytest.raises(VideoReadError, match=rf"{re.escape(str(tmp_path / name))} {reason}"):
+        source.load("clip", k=4, image_size=16)
+
+
+def test_zero_byte_video_is_named(tmp_path):
+    (tmp_path / "clip.mp4").write_bytes(b"")
+    path = re.escape(str(tmp_path / "clip.mp4"))
+    with pytest.raises(VideoReadError, match=rf"video file {path} is empty \(0 bytes\)"):
+        VideoFileSource(tmp_path).load("clip", k=4, image_size=16)
 
 
 def test_feature_source(tmp_path):

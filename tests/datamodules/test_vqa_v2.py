@@ -1,12 +1,14 @@
 """datamodules.vqa_v2: VQA v2 questions + annotations JSON with real JPEGs, every error named, top-K answers."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from datamodules.vqa_v2 import VQAFormatError, VQAItem, answer_coverage, load_vqa_split, top_k_answers
+from suite.configs import task_datamodule
 
 SPLIT = "val2014"
 
@@ -65,15 +67,28 @@ def test_reads_questions_joined_with_annotations(tmp_path):
     assert items[0].answers[0] == "Brown"  # raw, not normalised
     with Image.open(items[2].image_path) as im:
         assert im.format == "JPEG"
-    assert stats == {"questions": 4, "kept": 4, "missing_images": 0}
+    assert stats == {"questions": 4, "kept": 4, "missing_images": 0, "empty_images": 0}
 
 
 def test_missing_file_names_the_path(tmp_path):
-    with pytest.raises(VQAFormatError, match="v2_OpenEnded_mscoco_val2014_questions.json"):
+    with pytest.raises(VQAFormatError, match=r"not found for split 'val2014': .*v2_OpenEnded_mscoco_val2014_questions"
+                       r".json, .*v2_mscoco_val2014_annotations.json; JSON files in .*: none\..*data.splits="):
         load_vqa_split(tmp_path, SPLIT)
     write_vqa(tmp_path)
     (tmp_path / f"v2_mscoco_{SPLIT}_annotations.json").unlink()
-    with pytest.raises(VQAFormatError, match="not found: .*v2_mscoco_val2014_annotations.json"):
+    with pytest.raises(VQAFormatError, match=r"not found for split 'val2014': [^,]*v2_mscoco_val2014_annotations.json;"
+                       r" JSON files in .*: \['v2_OpenEnded_mscoco_val2014_questions.json'\]"):
+        load_vqa_split(tmp_path, SPLIT)
+
+
+@pytest.mark.parametrize("kind", ["questions", "annotations"])
+def test_json_list_instead_of_object_is_named(tmp_path, kind):
+    write_vqa(tmp_path)
+    path = tmp_path / (f"v2_OpenEnded_mscoco_{SPLIT}_questions.json" if kind == "questions"
+                       else f"v2_mscoco_{SPLIT}_annotations.json")
+    path.write_text(json.dumps(json.loads(path.read_text())[kind]))  # the bare list, without the object around it
+    with pytest.raises(VQAFormatError, match=rf"{re.escape(str(path))}: expected a JSON object with a '{kind}' list, "
+                       "got list"):
         load_vqa_split(tmp_path, SPLIT)
 
 
@@ -164,7 +179,39 @@ def test_skip_missing_images_counts(tmp_path):
     write_vqa(tmp_path, images=(9,))
     items, stats = load_vqa_split(tmp_path, SPLIT, skip_missing_images=True)
     assert [it.question_id for it in items] == [90, 91]
-    assert stats == {"questions": 4, "kept": 2, "missing_images": 2}
+    assert stats == {"questions": 4, "kept": 2, "missing_images": 2, "empty_images": 0}
+
+
+def test_zero_byte_image_is_named_or_skipped_and_counted(tmp_path):
+    write_vqa(tmp_path)
+    empty = tmp_path / SPLIT / "COCO_val2014_000000000042.jpg"
+    empty.write_bytes(b"")
+    with pytest.raises(VQAFormatError, match=rf"questions\[2\] \(question_id 420\): image {re.escape(str(empty))} is "
+                       r"empty \(0 bytes\); .*data.skip_missing_images=true"):
+        load_vqa_split(tmp_path, SPLIT)
+    items, stats = load_vqa_split(tmp_path, SPLIT, skip_missing_images=True)
+    assert [it.question_id for it in items] == [90, 91]
+    assert stats == {"questions": 4, "kept": 2, "missing_images": 0, "empty_images": 2}
+
+
+def test_split_with_every_question_skipped_is_named_with_counts(tmp_path):
+    write_vqa(tmp_path, images=(42,))
+    (tmp_path / SPLIT / "COCO_val2014_000000000042.jpg").write_bytes(b"")
+    with pytest.raises(VQAFormatError, match=r"questions.json: split 'val2014' is empty: 4 question\(s\) in the file, "
+                       r"2 skipped because their image is missing and 2 because it is empty"):
+        load_vqa_split(tmp_path, SPLIT, skip_missing_images=True)
+    write_vqa(tmp_path, questions=[], annotations=[])
+    with pytest.raises(VQAFormatError, match=r"questions.json: split 'val2014' is empty: 0 question\(s\)"):
+        load_vqa_split(tmp_path, SPLIT)
+
+
+def test_datamodule_names_the_missing_split_files(tmp_path):
+    write_vqa(tmp_path)
+    data = task_datamodule("vqa", source="vqa2", root=str(tmp_path), splits={"train": "train2014", "val": SPLIT},
+                           curriculum_questions=0, num_workers=0)
+    with pytest.raises(VQAFormatError, match=r"not found for split 'train2014': .*v2_OpenEnded_mscoco_train2014_"
+                       r"questions.json, .*v2_mscoco_train2014_annotations.json; .*data.splits=\{train: ..., val: ..."):
+        data.setup("fit")
 
 
 def item(mc: str) -> VQAItem:
