@@ -144,8 +144,9 @@ class Captioner(SequenceTask):
 
     # --- losses --------------------------------------------------------------------------------------------
 
-    def training_losses(self, out: DecoderOutput, tokens: Tensor) -> dict[str, Tensor]:
-        words = token_loss(out.logits, tokens[:, 1:], self.hparams.label_smoothing)
+    def training_losses(self, out: DecoderOutput, tokens: Tensor, per_tokens: Tensor | None = None
+                        ) -> dict[str, Tensor]:
+        words = token_loss(out.logits, tokens[:, 1:], self.hparams.label_smoothing, per_tokens=per_tokens)
         real = tokens[:, 1:] != Vocabulary.PAD_ID                                        # [B, T]
         positions = out.attention.size(-1)
         losses = {"nll": words.mean_nll, "doubly_stochastic": doubly_stochastic_penalty(

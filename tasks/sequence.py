@@ -43,20 +43,23 @@ class TokenLoss:
         return self.nll.sum() / self.tokens.clamp(min=1)
 
 
-def token_loss(logits: Tensor, targets: Tensor, smoothing: float = 0.0, pad_id: int = Vocabulary.PAD_ID
-               ) -> TokenLoss:
+def token_loss(logits: Tensor, targets: Tensor, smoothing: float = 0.0, pad_id: int = Vocabulary.PAD_ID,
+               per_tokens: Tensor | None = None) -> TokenLoss:
     """logits [B, T, V], targets [B, T] -> TokenLoss, from one log-softmax.
 
     With ``smoothing`` the loss is torch's label-smoothed cross-entropy, written out so the per-token NLL comes
     from the same log-probabilities: (1 - s) * NLL + s / V * sum_v -log p_v, both averaged over real tokens.
+    ``per_tokens``: divide the summed loss by this instead of this batch's real tokens (under DDP: the tokens of
+    all ranks' batches over the world size, so the averaged gradient is that of the whole batch).
     """
     log_probs = logits.float().transpose(1, 2).log_softmax(dim=1)                       # [B, V, T]
     nll = F.nll_loss(log_probs, targets, ignore_index=pad_id, reduction="none")       # [B, T]
     real = targets != pad_id                                                           # [B, T]
     count = real.sum()
-    result = TokenLoss(nll.sum() / count.clamp(min=1), nll, count)
+    divisor = count.clamp(min=1) if per_tokens is None else per_tokens
+    result = TokenLoss(nll.sum() / divisor, nll, count)
     if smoothing > 0:
-        uniform = -log_probs.sum(dim=1).masked_fill(~real, 0.0).sum() / count          # ()
+        uniform = -log_probs.sum(dim=1).masked_fill(~real, 0.0).sum() / (count if per_tokens is None else divisor)
         result.loss = (1 - smoothing) * result.loss + uniform * (smoothing / log_probs.size(1))
     return result
 
@@ -90,9 +93,11 @@ class SequenceTask(Task):
         """Most decoding steps for the batch: one limit, or a [B] tensor of per-sample limits."""
         return self.hparams.max_decode_len
 
-    def training_losses(self, out: DecoderOutput, tokens: Tensor) -> dict[str, Tensor]:
-        """Teacher-forced outputs and the reference tokens [B, L] -> {"loss": ..., other logged terms}."""
-        loss = token_loss(out.logits, tokens[:, 1:], self.hparams.label_smoothing)
+    def training_losses(self, out: DecoderOutput, tokens: Tensor, per_tokens: Tensor | None = None
+                        ) -> dict[str, Tensor]:
+        """Teacher-forced outputs and the reference tokens [B, L] -> {"loss": ..., other logged terms};
+        ``per_tokens``: what the word loss is averaged over (see ``token_loss``)."""
+        loss = token_loss(out.logits, tokens[:, 1:], self.hparams.label_smoothing, per_tokens=per_tokens)
         return {"loss": loss.loss, "nll": loss.mean_nll}
 
     def update_decoded_metrics(self, batch: dict[str, Any], split: str, decoded: Decoded, texts: list[str]) -> None:
@@ -129,12 +134,26 @@ class SequenceTask(Task):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         memory, mask = self.memory(batch, "train")                                      # [B, N, D], [B, N]
         tokens = self.target_tokens(batch)                                               # [B, L]
-        losses = self.training_losses(self.decoder(memory, mask, tokens[:, :-1]), tokens)
+        out = self.decoder(memory, mask, tokens[:, :-1])
+        losses = self.training_losses(out, tokens, self.tokens_per_rank(tokens[:, 1:]))
         batch_size = len(tokens)
         self.log("train/loss", losses["loss"], prog_bar=True, on_step=True, on_epoch=True, batch_size=batch_size)
         self.log_dict({f"train/{k}": v for k, v in losses.items() if k != "loss"}, on_step=True, on_epoch=True,
                       batch_size=batch_size)
         return losses["loss"]
+
+    def tokens_per_rank(self, targets: Tensor) -> Tensor | None:
+        """Under DDP: the real target tokens of every rank's batch over the world size; None in one process.
+
+        Ranks' batches hold different numbers of tokens; averaging each rank's own token mean would weight a token
+        of a short batch more than one of a long batch. Dividing every rank's summed loss by this, DDP's gradient
+        average is the gradient of the whole batch's token mean, as in one process.
+        """
+        world = self.trainer.world_size if self._trainer is not None else 1
+        if world == 1:
+            return None
+        here = (targets != Vocabulary.PAD_ID).sum().float()
+        return self.trainer.strategy.reduce(here, reduce_op="sum") / world
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self.evaluate(batch, "val", keep_figure=batch_idx == 0)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, open_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,3 +96,36 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@contextmanager
+def raises_from_target(kind: type[Exception], match: str) -> Iterator[None]:
+    """The error a task or datamodule raises for a bad option, through train.py's ``run`` (where Hydra's instantiate
+    wraps it): its type and message are checked, not only the wrapper's."""
+    with pytest.raises(InstantiationException) as wrapped:
+        yield
+    cause = wrapped.value.__cause__
+    assert isinstance(cause, kind), f"expected {kind.__name__}, got {type(cause).__name__}: {cause}"
+    assert re.search(match, str(cause)), f"{match!r} not in {cause}"
+
+
+def count_compiled_scores(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the additive scores computed by the compiled fused kernel itself: a call that fails to compile (and
+    falls back to the eager score) is not counted, so a test can tell the compiled path from the fallback."""
+    import modules.additive_score_cpu as score_cpu
+
+    counted: list[int] = []
+    original = score_cpu.compiled_score
+
+    def compiled() -> Callable:
+        function = original()
+
+        def score(*args: torch.Tensor) -> torch.Tensor:
+            result = function(*args)
+            counted.append(1)
+            return result
+
+        return score
+
+    monkeypatch.setattr(score_cpu, "compiled_score", compiled)
+    return counted

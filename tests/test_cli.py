@@ -95,3 +95,20 @@ def test_multirun_sweep_gives_one_run_directory_and_wandb_run_per_job(tmp_path):
         runs = list(job.glob("wandb/offline-run-*"))
         assert len(runs) == 1
         assert logged_config(next(runs[0].glob("run-*.wandb")))["arch"] == arch
+
+
+def test_ddp_on_the_default_config_keeps_every_rank_on_the_same_parameters(tmp_path):
+    """STN's default config (dropout, BatchNorm, the heatmap localiser) under two-process DDP: each rank draws its own
+    dropout masks and normalises its own half-batch, and the averaged gradients still keep the ranks' parameters
+    bit-identical, step after step."""
+    folder = tmp_path / "ranks"
+    done = run_cli("train.py", *TINY, "trainer.limit_train_batches=4", "trainer=ddp_cpu", "trainer.devices=2",
+                   "logger=csv", "test=false", "+callbacks.probe._target_=tests.ddp_probe.SaveRankParameters",
+                   f"+callbacks.probe.folder={folder}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [torch.load(folder / f"rank{rank}.pt", weights_only=True) for rank in (0, 1)]
+    initial = STNClassifier(**torch.load(next(tmp_path.glob("outputs/stn/*/checkpoints/last.ckpt")),
+                                         weights_only=True)["hyper_parameters"])
+    assert initial.hparams.dropout > 0 and initial.hparams.batch_norm   # the default config, not a simplified one
+    for name, value in ranks[0].items():
+        assert torch.equal(value, ranks[1][name]), f"rank 1's {name} differs from rank 0's"

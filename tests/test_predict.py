@@ -18,7 +18,7 @@ from suite.checkpoints import SUITE_KEY, CheckpointError, load_checkpoint
 from suite.predict import run_prediction
 from suite.run import run
 from tasks.prediction.inputs import InputError
-from tests.conftest import CONFIGS, FAST, compose_config, run_cli
+from tests.conftest import CONFIGS, FAST, compose_config, count_compiled_scores, run_cli
 from tests.datamodules.test_video_frames import write_video
 
 TINY = {
@@ -136,19 +136,20 @@ def test_captioning_equals_the_models_own_beam_search(checkpoints, tmp_path):
     assert [r["caption"] for r in records] == expected
 
 
-def test_compile_decoding_gives_the_same_captions_through_the_fused_score(checkpoints, tmp_path, monkeypatch):
+def test_compile_decoding_gives_the_same_captions_through_the_fused_score(checkpoints, tmp_path, monkeypatch,
+                                                                          caplog):
     import modules.additive_score_cpu as score_cpu
 
     monkeypatch.setattr(score_cpu, "EXP_FORM_CPU", (torch.backends.cpu.get_cpu_capability(),))
     draw_images(tmp_path / "photos", 2)
     eager = run_prediction(predict_config(checkpoints["captioning"], tmp_path / "photos", tmp_path / "eager",
                                           batch_size=2, figures=False))
-    calls = []
-    original = score_cpu.compiled_score
-    monkeypatch.setattr(score_cpu, "compiled_score", lambda: calls.append(1) or original())
+    compiled = count_compiled_scores(monkeypatch)
     fused = run_prediction(predict_config(checkpoints["captioning"], tmp_path / "photos", tmp_path / "fused",
                                           batch_size=2, figures=False, compile_decoding=True))
-    assert calls and [r["caption"] for r in fused] == [r["caption"] for r in eager]
+    assert compiled, "no score was computed by the compiled kernel"
+    assert "fused attention score unavailable" not in caplog.text
+    assert [r["caption"] for r in fused] == [r["caption"] for r in eager]
 
 
 def test_video_file_and_frame_folder_equal_the_models_own_decoding(checkpoints, tmp_path):
@@ -328,3 +329,66 @@ def test_every_text_datamodule_adopts_the_checkpoints_tokenisers(checkpoints):
         assert vocabularies, task
         for name, vocabulary in vocabularies.items():
             assert getattr(datamodule, name) is vocabulary, (task, name)
+
+
+@pytest.mark.parametrize(("task", "metrics"), [
+    ("stn", {"test/error", "test/acc", "test/iou"}),
+    ("captioning", {"test/bleu4", "test/cider", "test/attention_correctness"}),
+    ("video_captioning", {"test/bleu4", "test/cider", "test/attention_correctness"}),
+    ("vqa", {"test/acc", "test/acc_relational", "test/attention_correctness_hop1"}),
+    ("nmt", {"test/bleu", "test/perplexity"}),
+])
+def test_eval_cli_scores_every_task_from_the_checkpoint_alone(checkpoints, tmp_path, task, metrics):
+    done = run_cli("eval.py", f"ckpt_path={checkpoints[task]}", "logger=csv", "trainer=cpu", "data.num_workers=0",
+                   f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    scored = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics <= set(scored) and all(np.isfinite(scored[key]) for key in metrics)
+
+
+def test_video_features_file_folder_and_a_folder_of_videos(checkpoints, tmp_path):
+    """A model trained on precomputed .npy frame features captions a .npy file and a folder of them; a frame model
+    captions every video of a folder."""
+    from tests.datamodules.test_video_annotations import write_msvd
+
+    write_msvd(tmp_path / "msvd" / "MSR Video Description Corpus.csv")
+    keys = ["mv89psg6zh4_33_46", "60x_yxy7Sfw_1_9", "-4wsuPCjDBc_5_15", "-_hbPLsZvvo_19_25"]
+    (tmp_path / "msvd" / "feats").mkdir()
+    for n, key in enumerate(keys):
+        features = np.random.default_rng(n).normal(size=(3 + n, 12)).astype("f4")        # [T, F], T = 3..6
+        np.save(tmp_path / "msvd" / "feats" / f"{key}.npy", features)
+    cfg = compose_config([*FAST, "experiment=video_msvd", f"data.root={tmp_path / 'msvd'}", "data.frames=features",
+                          "data.frames_dir=feats", "data.num_frames=5", "data.msvd_split_sizes=[2,1,1]",
+                          "data.batch_size=2", "model.encoder.pretrained=false", "model.encoder.arch=resnet18",
+                          "model.hidden_dim=16", "model.embed_dim=8", "model.attention_dim=8", "model.beam_size=2",
+                          "trainer.precision=32-true", "trainer.max_epochs=1", "trainer.limit_val_batches=1",
+                          "test=false"], tmp_path / "features_run")
+    run(cfg)
+    GlobalHydra.instance().clear()
+    features_checkpoint = tmp_path / "features_run" / "checkpoints" / "last.ckpt"
+    model = load_checkpoint(features_checkpoint).model
+    one = tmp_path / "msvd" / "feats" / f"{keys[1]}.npy"
+    (record,) = run_prediction(predict_config(features_checkpoint, one, tmp_path / "one"))
+    batch = next(iter(_loader_of(features_checkpoint, one)))
+    expected = model.decode_captions(*model.memory(batch, "predict"))["captions"]
+    assert record["caption"] == expected[0] and record["frames"] == 4
+    records = run_prediction(predict_config(features_checkpoint, tmp_path / "msvd" / "feats", tmp_path / "all"))
+    assert [Path(r["input"]).stem for r in records] == sorted(keys)
+
+    (tmp_path / "videos").mkdir()
+    for n in range(2):
+        write_video(tmp_path / "videos" / f"clip{n}.mp4", [(200, 30 * n, 30)] * (5 + n))
+    records = run_prediction(predict_config(checkpoints["video_captioning"], tmp_path / "videos", tmp_path / "v"))
+    written(tmp_path / "v", 2)
+    assert [Path(r["input"]).name for r in records] == ["clip0.mp4", "clip1.mp4"]
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ('{"image": "a.png", "question": "what shape"}\n{"image": "a.png"\n', r"questions.jsonl:2: not valid JSON"),
+    ('{"image": "a.png"}\n', r"questions.jsonl:1: needs a non-empty 'question' field"),
+    ('["a.png", "what shape"]\n', r"questions.jsonl:1: needs a non-empty 'image' field"),
+])
+def test_jsonl_errors_name_the_file_and_line(checkpoints, tmp_path, content, message):
+    (tmp_path / "questions.jsonl").write_text(content)
+    with pytest.raises(InputError, match=message):
+        run_prediction(predict_config(checkpoints["vqa"], tmp_path / "questions.jsonl", tmp_path / "out"))

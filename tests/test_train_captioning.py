@@ -11,7 +11,7 @@ import torch
 from suite.configs import task_datamodule
 from suite.run import run
 from tasks.captioning import ImageCaptioner
-from tests.conftest import metrics_one_process_and_ddp, run_cli
+from tests.conftest import metrics_one_process_and_ddp, raises_from_target, run_cli
 from tests.karpathy_fixtures import coco_entries, write_dataset
 from tests.wandb_records import logged_config, logged_history_keys
 
@@ -69,7 +69,7 @@ def test_checkpoint_without_vocabulary_is_refused_with_a_reason(make_cfg, tmp_pa
 
 
 def test_unknown_attention_lists_the_choices(make_cfg):
-    with pytest.raises(Exception, match=r"model.attention='sharp'.*\['soft', 'hard'\]"):
+    with raises_from_target(ValueError, r"model.attention='sharp'.*\['soft', 'hard'\]"):
         run(make_cfg("task=captioning", "model.attention=sharp", "trainer.fast_dev_run=true", *SMALL_DATA))
 
 
@@ -146,5 +146,5 @@ def test_feature_cache_for_a_frozen_encoder_matches_encoding_and_trains(make_cfg
 
 
 def test_feature_cache_refuses_a_trainable_encoder(make_cfg):
-    with pytest.raises(Exception, match="cache_features=true needs a frozen encoder"):
+    with raises_from_target(ValueError, "cache_features=true needs a frozen encoder"):
         run(make_cfg("task=captioning", "model.cache_features=true", "trainer.fast_dev_run=true", *SMALL_DATA))

@@ -10,7 +10,7 @@ import torch
 
 from suite.run import run
 from tasks.nmt import TranslationModel
-from tests.conftest import metrics_one_process_and_ddp
+from tests.conftest import count_compiled_scores, metrics_one_process_and_ddp, run_cli
 
 SMALL_DATA = ["data.sizes.train=200", "data.sizes.val=16", "data.sizes.test=16", "data.vocab_size=100",
               "data.batch_size=16", "data.eval_batch_size=16", "model.embed_dim=16", "model.hidden_dim=16",
@@ -53,7 +53,7 @@ def test_checkpoint_without_tokenisers_is_refused_with_a_reason(make_cfg, tmp_pa
 
 
 def test_unknown_embedded_language_lists_the_supported_ones(make_cfg):
-    with pytest.raises(Exception, match=r"target language .xx. \(data.target_lang\).*supports.*\bfr\b"):
+    with pytest.raises(ValueError, match=r"target language .xx. \(data.target_lang\).*supports.*\bfr\b"):
         run(make_cfg("task=nmt", "data.target_lang=xx", "trainer.fast_dev_run=true", *SMALL_DATA))
 
 
@@ -92,12 +92,32 @@ def test_compile_decoding_scores_with_the_fused_kernel_and_decodes_the_same(make
     monkeypatch.setattr(score_cpu, "EXP_FORM_CPU", (torch.backends.cpu.get_cpu_capability(),))
     overrides = ["task=nmt", "model.attention=bahdanau", "trainer.fast_dev_run=true", *SMALL_DATA]
     eager = run(make_cfg(*overrides))
-    forms = []
-    original = score_cpu.compiled_score
-    monkeypatch.setattr(score_cpu, "compiled_score", lambda: forms.append(1) or original())
-    with caplog.at_level("INFO", logger="suite.run"):
+    compiled = count_compiled_scores(monkeypatch)
+    with caplog.at_level("INFO"):
         fused = run(make_cfg(*overrides, "compile_decoding=true"))
     assert "compile_decoding: 1 additive attention(s) score decoding and evaluation" in caplog.text
-    assert forms, "the fused score was never called"
+    assert compiled, "no score was computed by the compiled kernel"
+    assert "fused attention score unavailable" not in caplog.text
     for key in ("val/bleu", "test/bleu", "test/perplexity"):
         assert fused[key] == pytest.approx(eager[key], rel=1e-5, abs=1e-6), key
+
+
+@pytest.mark.timeout(600)
+def test_ddp_training_on_two_processes_matches_one_process(tmp_path):
+    """A decoder task trained under DDP (two CPU ranks, batch b each) follows the one-process run with batch 2b: the
+    same validation loss every epoch and the same weights, to float noise. (Dropout off: ranks draw other masks.)"""
+    common = ["task=nmt", "trainer=cpu", "logger=csv", "data.num_workers=0", "trainer.enable_progress_bar=false",
+              "trainer.precision=32-true", "model.dropout=0", "data.sizes.train=1280", "data.sizes.val=32",
+              "data.eval_batch_size=16", "trainer.max_epochs=2", "test=false"]
+    runs = {"single": ["data.batch_size=32"], "ddp": ["trainer=ddp_cpu", "trainer.devices=2", "data.batch_size=16"]}
+    val_loss, weights = {}, {}
+    for name, extra in runs.items():
+        done = run_cli("train.py", *common, *extra, f"hydra.run.dir={name}", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        rows = csv.DictReader(open(tmp_path / name / "csv" / "metrics.csv"))
+        val_loss[name] = [float(row["val/loss"]) for row in rows if row.get("val/loss")]
+        state = torch.load(tmp_path / name / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+        weights[name] = torch.cat([value.flatten() for value in state.values() if value.is_floating_point()])
+    assert len(val_loss["single"]) == 2
+    assert val_loss["ddp"] == pytest.approx(val_loss["single"], rel=2e-3)
+    assert (weights["ddp"] - weights["single"]).norm() < 0.01 * weights["single"].norm()

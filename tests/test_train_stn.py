@@ -11,6 +11,7 @@ import torch
 from omegaconf import open_dict
 
 from suite.run import run
+from tests.conftest import raises_from_target
 from tests.idx_fixtures import write_raw
 
 SHORT = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
@@ -100,7 +101,7 @@ def test_resume_from_last_checkpoint_continues_the_same_run(make_cfg, tmp_path):
 
 
 def test_unknown_architecture_lists_the_choices(make_cfg):
-    with pytest.raises(Exception, match=r"model.arch='vit'.*\['cnn', 'st_cnn'\]"):
+    with raises_from_target(ValueError, r"model.arch='vit'.*\['cnn', 'st_cnn'\]"):
         run(make_cfg("task=stn", "model.arch=vit", "trainer.fast_dev_run=true"))
 
 

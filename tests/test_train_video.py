@@ -121,7 +121,7 @@ def test_msvd_preset_on_real_video_files_and_missing_videos(make_cfg, tmp_path):
                  "data.num_frames=6", "data.image_size=32", *SMALL_RESNET, "model.hidden_dim=16",
                  "model.embed_dim=8", "model.attention_dim=8", "data.batch_size=2", "trainer.precision=32-true",
                  "trainer.fast_dev_run=true", "model.beam_size=2"]
-    with pytest.raises(Exception, match="skip_bad_videos"):
+    with pytest.raises(FileNotFoundError, match="skip_bad_videos"):
         run(make_cfg(*overrides))
     metrics = run(make_cfg(*overrides, "data.skip_bad_videos=true", "test=false"))
     assert "val/cider" in metrics

@@ -119,3 +119,41 @@ def test_an_encoder_named_instead_of_configured_says_how_to_pick_one(data):
     """model.encoder=resnet (a dot) sets a string where a config node belongs: the error names the config group."""
     with pytest.raises(ValueError, match=r"model.encoder='resnet'.*model/encoder=conv or model/encoder=resnet"):
         small_model(data, encoder="resnet")
+
+
+def test_reinforce_term_by_hand(data):
+    """Xu eq. 12 with a moving-average baseline, for fixed per-word NLL, sample log-probabilities and baseline."""
+    model = small_model(data, attention="hard", baseline_decay=0.5)
+    model.reward_baseline.fill_(-1.0)
+    model.baseline_ready.fill_(True)
+    nll = torch.tensor([[0.5, 1.0, 7.0], [2.0, 1.0, 3.0]])                     # [B, T]; the 7.0 is padding
+    real = torch.tensor([[True, True, False], [True, True, True]])
+    log_probs = torch.tensor([[-1.0, -0.5, -9.0], [-2.0, -1.0, -0.5]], requires_grad=True)
+    entropy = torch.tensor([[0.3, 0.2, 9.0], [0.1, 0.4, 0.5]])
+    terms = model.reinforce(nll, real, log_probs, entropy)
+    reward = torch.tensor([-(0.5 + 1.0) / 2, -(2.0 + 1.0 + 3.0) / 3])           # mean log p(word | s) per caption
+    advantage = reward - (-1.0)                                                  # [0.25, -1.0]
+    sampled = torch.tensor([-1.0 - 0.5, -2.0 - 1.0 - 0.5])                       # log p(s) of the real words
+    torch.testing.assert_close(terms["reinforce"], -(advantage * sampled).mean())
+    torch.testing.assert_close(terms["attention_entropy"], torch.tensor((0.3 + 0.2 + 0.1 + 0.4 + 0.5) / 5))
+    torch.testing.assert_close(terms["reward"], reward.mean())
+    torch.testing.assert_close(model.reward_baseline, torch.tensor(0.5 * -1.0 + 0.5 * reward.mean()))
+    # a descent step raises log p(s) where the reward beat the baseline and lowers it where it did not;
+    # padded steps get no gradient
+    terms["reinforce"].backward()
+    stepped = log_probs.detach() - 0.1 * log_probs.grad
+    assert (stepped[0, :2] > log_probs[0, :2]).all() and (stepped[1] < log_probs[1]).all()
+    assert log_probs.grad[0, 2] == 0
+
+
+def test_no_gradient_flows_through_the_reward(data):
+    """The REINFORCE term depends on the words only through the reward, which must be a constant: its gradient with
+    respect to the word logits is zero (the word loss trains them)."""
+    model = small_model(data, attention="hard", mix_soft_prob=0.0)
+    batch = first_batch(data.train_dataloader())
+    out = model(batch["image"], batch["tokens"])
+    losses = model.training_losses(out, batch["tokens"])
+    (through_reward,) = torch.autograd.grad(losses["reinforce"], out.logits, allow_unused=True)
+    assert through_reward is None or not through_reward.abs().any()
+    (through_words,) = torch.autograd.grad(losses["nll"], out.logits)
+    assert through_words.abs().sum() > 0

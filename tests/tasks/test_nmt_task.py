@@ -93,3 +93,21 @@ def test_bleu_of_the_references_against_themselves_is_100(data):
     model.bleu["val"].reset()
     model.bleu["val"].update(["un deux trois quatre"], [["cinq six sept huit"]])
     assert float(model.bleu["val"].compute()) == 0.0
+
+
+def test_corpus_bleu_equals_sacrebleu_on_detokenised_sentences(data):
+    """What val/bleu logs is sacreBLEU's corpus BLEU (13a) of the detokenised outputs, over several batches."""
+    import sacrebleu
+
+    hypotheses = ["Le chat est assis sur le tapis.", "Il pleut beaucoup aujourd'hui, n'est-ce pas ?",
+                  "Deux hommes regardent un match de football.", "Une femme lit un livre dans le parc."]
+    references = ["Le chat est assis sur le tapis.", "Il pleut fort aujourd'hui, non ?",
+                  "Deux hommes regardent le match de foot.", "Une femme lit dans le jardin."]
+    model = small_model(data)
+    for start in (0, 2):   # two batches, as validation steps would
+        model.update_decoded_metrics({"references": references[start:start + 2]}, "val", None,
+                                     hypotheses[start:start + 2])
+    logged = float(model.decoded_metric_values("val")["val/bleu"])
+    expected = sacrebleu.corpus_bleu(hypotheses, [references], tokenize="13a").score
+    assert 0 < expected < 100
+    assert logged == pytest.approx(expected, abs=1e-3)
