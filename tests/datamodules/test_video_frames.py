@@ -3,6 +3,7 @@
 import re
 from pathlib import Path
 
+import av  # a dependency (PyAV): a missing one fails the run instead of skipping
 import numpy as np
 import pytest
 import torch
@@ -65,7 +66,6 @@ def test_zero_byte_frame_is_named(tmp_path):
 
 def write_video(path: Path, colours: list[tuple[int, int, int]], size: int = 32) -> None:
     """Encode one solid-colour frame per entry of ``colours`` with PyAV (mpeg4 in an .mp4 container)."""
-    av = pytest.importorskip("av")
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream("mpeg4", rate=10)
         stream.width = stream.height = size
@@ -96,7 +96,6 @@ def test_video_file_roundtrip(tmp_path):
 
 
 def test_video_file_corrupt_and_missing(tmp_path):
-    pytest.importorskip("av")
     bad = tmp_path / "broken.avi"
     bad.write_bytes(b"RIFF\x00\x00\x00\x00AVI LIST" + bytes(range(256)) * 4)
     with pytest.raises(VideoReadError) as info:
@@ -108,7 +107,6 @@ def test_video_file_corrupt_and_missing(tmp_path):
 
 def write_frameless_video(path: Path, size: int = 32) -> None:
     """A video file with a video stream and no frame: the header written, nothing encoded."""
-    av = pytest.importorskip("av")
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream("mpeg4", rate=10)
         stream.width = stream.height = size
