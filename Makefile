@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 ARGS ?=
 PYTEST_ARGS ?= -n 2
 
-.PHONY: train test lint bench-stn clean
+.PHONY: train test test-learning lint bench-stn clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ train: $(VENV)/.installed  ## train the default task on its embedded data
 
 test: $(VENV)/.installed  ## run the test suite (fast tests; `make test PYTEST_ARGS="-m slow"` for slow ones)
 	WANDB_MODE=offline $(PY) -m pytest $(PYTEST_ARGS)
+
+test-learning: $(VENV)/.installed  ## every task trains briefly and must clear its learning bar (about 10 minutes)
+	WANDB_MODE=offline $(PY) -m pytest -m learning
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
