@@ -60,6 +60,7 @@ IDX_FILES = {  # split -> (images, labels) base names; each may also be stored a
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}  # part of every item's rng seed
+BINARIZATIONS = ("none", "threshold", "stochastic")  # grey levels | ink > 0.5 | ink with probability = intensity
 
 
 # ---------------------------------------------------------------- loading
@@ -183,6 +184,8 @@ class DistortedDigits(Dataset):
         split_id: 0 train, 1 val, 2 test (keeps the splits' randomness apart).
         resample: new distortion every epoch (train) or a fixed one (val/test).
         clutter_pieces: 8x8 clutter crops per image for ``cluttered``, taken from OTHER digits of this split.
+        binarize: one of :data:`BINARIZATIONS`; ``stochastic`` draws each pixel from the item's own generator, so
+            train items get a new binarisation every epoch when ``resample`` and val/test keep a fixed one.
     """
 
     def __init__(
@@ -194,6 +197,7 @@ class DistortedDigits(Dataset):
         split_id: int,
         resample: bool,
         clutter_pieces: int = 4,
+        binarize: str = "none",
     ) -> None:
         if (
             digits.dtype != np.uint8
@@ -206,6 +210,9 @@ class DistortedDigits(Dataset):
                 f"{digits.dtype} {digits.shape} and {len(labels)} labels"
             )
         canvas_size(distortion)  # validates the name
+        if binarize not in BINARIZATIONS:
+            raise ValueError(f"unknown data.binarize {binarize!r}; valid choices: {', '.join(BINARIZATIONS)}")
+        self.binarize = binarize
         self.digits, self.labels = digits, np.asarray(labels, dtype=np.int64)  # [N, 28, 28], [N]
         self.distortion, self.seed, self.split_id = distortion, seed, split_id
         self.resample, self.clutter_pieces = resample, clutter_pieces
@@ -236,11 +243,21 @@ class DistortedDigits(Dataset):
         ]
         sources = self._clutter_sources(items, rngs)  # [B, k, 28, 28] | None
         images, boxes = distort_batch(self.digits[items], self.distortion, rngs, sources, self.clutter_pieces)
+        images = self._binarized(images, rngs)                                                # [B, S, S]
         labels = torch.from_numpy(self.labels[items])  # [B] int64
         return [
             {"image": image[None], "label": label, "box": box}  # [1, S, S], [], [4]
             for image, label, box in zip(images, labels, boxes, strict=True)
         ]
+
+    def _binarized(self, images: torch.Tensor, rngs: list[np.random.Generator]) -> torch.Tensor:
+        """images [B, S, S] in [0, 1] -> {0, 1} as ``binarize`` says (the same images for ``none``)."""
+        if self.binarize == "threshold":
+            return (images > 0.5).float()
+        if self.binarize == "stochastic":
+            draws = np.stack([rng.random(images.shape[1:], dtype=np.float32) for rng in rngs])  # [B, S, S]
+            return (torch.from_numpy(draws) < images).float()
+        return images
 
     def _clutter_sources(self, items: np.ndarray, rngs: list[np.random.Generator]) -> np.ndarray | None:
         """Each item's ``clutter_pieces`` OTHER digits [B, k, 28, 28] (first draws of its generator), or None."""
@@ -271,11 +288,13 @@ class DigitsDataModule(SplitLoaders, pl.LightningDataModule):
         clutter_pieces: 8x8 clutter crops per image for ``cluttered``.
         val_per_class: validation digits per class (mnist5k: from the 5k; idx: from the train file).
         test_per_class: test digits per class (mnist5k only; idx sources use the whole t10k file).
+        binarize: ``none`` (grey levels), ``threshold`` (ink > 0.5) or ``stochastic`` (each pixel on with
+            probability its intensity; train redrawn every epoch when ``resample_train``), for Bernoulli models.
     """
 
     def __init__(self, *, source: str, root: str | None, download: bool, distortion: str, batch_size: int,
                  num_workers: int | str, seed: int, resample_train: bool, clutter_pieces: int, val_per_class: int,
-                 test_per_class: int) -> None:
+                 test_per_class: int, binarize: str) -> None:
         super().__init__()
         if source not in SOURCES:
             raise ValueError(f"unknown data.source {source!r}; valid choices: {', '.join(SOURCES)}")
@@ -283,6 +302,8 @@ class DigitsDataModule(SplitLoaders, pl.LightningDataModule):
             raise ValueError(
                 f"unknown data.distortion {distortion!r}; valid choices: {', '.join(DISTORTIONS)}"
             )
+        if binarize not in BINARIZATIONS:
+            raise ValueError(f"unknown data.binarize {binarize!r}; valid choices: {', '.join(BINARIZATIONS)}")
         if source != "mnist5k" and root is None:
             raise ValueError(
                 f"data.root is required for data.source={source} (the folder holding {IDX_DIRS[source]}/raw)"
@@ -365,7 +386,7 @@ class DigitsDataModule(SplitLoaders, pl.LightningDataModule):
             digits_s, labels_s = arrays[name]
             resample = hp.resample_train and name == "train"
             self.datasets[name] = DistortedDigits(
-                digits_s, labels_s, hp.distortion, hp.seed, split_id, resample, hp.clutter_pieces
+                digits_s, labels_s, hp.distortion, hp.seed, split_id, resample, hp.clutter_pieces, hp.binarize
             )
         sizes = ", ".join(f"{name} {len(ds)}" for name, ds in self.datasets.items())
         log.info(

@@ -24,7 +24,7 @@ from suite.compiled_decoding import compile_decoding
 from suite.precision import log_resolution, resolve_precision
 from tasks.prediction import predictor_class
 from tasks.prediction.base import PredictionItems, Predictor
-from tasks.prediction.inputs import classify
+from tasks.prediction.inputs import InputError, classify
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,11 @@ class PredictionWriter(BasePredictionWriter):
     def write_on_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any,
                            batch_indices: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         records = self.predictor.records(batch, prediction)
+        if self.max_figures != 0:
+            for name, figure in self.predictor.batch_figures(batch, prediction).items():
+                path = self.output_dir / "figures" / f"{name}_{batch_idx:03d}.png"
+                path.parent.mkdir(exist_ok=True)
+                Image.fromarray(figure_to_array(figure)).save(path)
         for index, record in enumerate(records):
             if self.max_figures < 0 or len(self.records) < self.max_figures:
                 path = self.output_dir / "figures" / figure_name(len(self.records), record["input"])
@@ -75,10 +80,17 @@ def run_prediction(cfg: DictConfig) -> list[dict[str, Any]]:
     if cfg.get("compile_decoding"):
         log.info(compile_decoding(model))
     predictor = predictor_class(model)(model, loaded.config.get("data") or DictConfig({}), cfg)
-    text = str(cfg.input)
-    kind = classify(text)
-    predictor.check_kind(text, kind, f"checkpoint {loaded.path}")
-    items = predictor.items(text, kind)
+    if predictor.takes_input:
+        if cfg.get("input") is None:
+            raise InputError(f"input=... is required: checkpoint {loaded.path} is a {predictor.task} model, which "
+                             f"takes {predictor.accepts()}")
+        text = str(cfg.input)
+        kind = classify(text)
+        predictor.check_kind(text, kind, f"checkpoint {loaded.path}")
+        items = predictor.items(text, kind)
+    else:
+        text = f"samples={cfg.get('samples')}"
+        items = predictor.items(None, None)
     log.info(f"{loaded.describe()}: predicting on {len(items)} input(s) from {text!r}")
     workers = int(cfg.num_workers)
     loader = DataLoader(PredictionItems(items, predictor.load), batch_size=int(cfg.batch_size), shuffle=False,

@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from suite.configs import composed
 
-TASKS = ("stn", "captioning", "video_captioning", "vqa", "nmt")
+TASKS = ("stn", "captioning", "video_captioning", "vqa", "nmt", "draw")
 NO_DEFAULT = inspect.Parameter.empty
 
 

@@ -30,6 +30,8 @@ CASES = {
     "captioning_hard": ["task=captioning", "model.attention=hard", "data.num_images.train=64",
                         "data.num_images.val=8", "data.num_images.test=8", "data.batch_size=16",
                         "model.hidden_dim=64", "model.embed_dim=32", "model.attention_dim=32"],
+    "draw": ["task=draw", "data.batch_size=32", "model.steps=4", "model.encoder_size=32", "model.decoder_size=32",
+             "model.latent_size=8"],
     "nmt": ["task=nmt", "data.sizes.train=600", "data.sizes.val=16", "data.sizes.test=16", "data.batch_size=16",
             "model.hidden_dim=32", "model.embed_dim=32", "model.attention_dim=32"],
 }

@@ -33,6 +33,7 @@ class Predictor:
 
     task = ""                           # what the model does, for messages ("image captioning")
     input_kinds: tuple[str, ...] = ()   # tasks.prediction.inputs kinds it takes
+    takes_input = True                  # False: a generator, its items come from options (samples=N)
 
     def __init__(self, model: pl.LightningModule, data_config: DictConfig, options: DictConfig) -> None:
         """
@@ -72,3 +73,7 @@ class Predictor:
     def figure(self, batch: dict[str, Any], outputs: dict[str, Any], index: int) -> plt.Figure:
         """The attention figure of input ``index`` of the batch."""
         raise NotImplementedError
+
+    def batch_figures(self, batch: dict[str, Any], outputs: dict[str, Any]) -> dict[str, plt.Figure]:
+        """Figures of a whole batch, by name (default: none)."""
+        return {}

@@ -184,3 +184,37 @@ def test_bad_options():
         task_datamodule("stn", source="mnist")
     with pytest.raises(ValueError, match="seed"):
         task_datamodule("stn", seed=-1)
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_binarized_digits_are_zeros_and_ones_drawn_from_the_grey_levels(split):
+    grey = task_datamodule("draw", binarize="none")
+    grey.setup()
+    threshold = task_datamodule("draw", binarize="threshold")
+    threshold.setup()
+    stochastic = task_datamodule("draw", binarize="stochastic")
+    stochastic.setup()
+    indices = list(range(256))
+    images = {name: torch.stack([item["image"] for item in dm.datasets[split].__getitems__(indices)])
+              for name, dm in (("grey", grey), ("threshold", threshold), ("stochastic", stochastic))}
+    assert torch.equal(images["threshold"], (images["grey"] > 0.5).float())
+    assert set(images["stochastic"].unique().tolist()) == {0.0, 1.0}
+    # each pixel is on with probability equal to its grey level: the ink matches on average, and no pixel without
+    # ink is ever drawn
+    assert abs(float(images["stochastic"].mean() - images["grey"].mean())) < 0.005
+    assert not images["stochastic"][images["grey"] == 0].any()
+
+
+def test_stochastic_binarization_is_redrawn_each_training_epoch_and_fixed_for_validation():
+    dm = task_datamodule("draw", binarize="stochastic")
+    dm.setup()
+    n = len(dm.datasets["train"])
+    first, again, next_epoch = (dm.datasets["train"][index]["image"] for index in (3, 3, n + 3))  # epoch 0, 0, 1
+    assert torch.equal(first, again) and not torch.equal(first, next_epoch)
+    n_val = len(dm.datasets["val"])
+    assert torch.equal(dm.datasets["val"][3]["image"], dm.datasets["val"][n_val + 3]["image"])
+
+
+def test_unknown_binarization_is_named():
+    with pytest.raises(ValueError, match="unknown data.binarize 'yes'; valid choices: none, threshold, stochastic"):
+        task_datamodule("draw", binarize="yes")

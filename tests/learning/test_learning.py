@@ -44,6 +44,10 @@ TIER: dict[str, tuple[list[str], list[tuple[str, Callable[[Metrics], bool]]]]] =
         ("SacreBLEU above 80", lambda m: m["test/bleu"] > 80),
         ("perplexity below 1.5", lambda m: m["test/perplexity"] < 1.5),
     ]),
+    "draw": (["trainer.max_epochs=3"], [
+        ("NLL bound below 185 nats (drawing the mean digit: about 205)", lambda m: m["test/nll_bound"] < 185),
+        ("the latents carry what the encoder read: KL above 4 nats", lambda m: m["test/kl"] > 4),
+    ]),
 }
 
 
