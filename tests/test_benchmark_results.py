@@ -16,7 +16,7 @@ def fake_run(metrics: dict[str, float], peak_gib: float = 1.2) -> TrainingRun:
 
 def test_every_task_row_shows_its_quality_attention_check_speed_and_memory():
     specs = {spec.task: spec for spec in results.TASKS}
-    assert set(specs) == {"stn", "captioning", "video_captioning", "vqa", "nmt"}
+    assert set(specs) == {"stn", "captioning", "video_captioning", "vqa", "nmt", "draw"}
     vqa = results.row(specs["vqa"], fake_run({"test/acc": 0.612, "test/acc_non_relational": 0.55,
                                               "test/acc_relational": 0.674, "test/attention_correctness_hop1": 0.041,
                                               "test/attention_correctness_uniform": 0.03}))
@@ -26,6 +26,8 @@ def test_every_task_row_shows_its_quality_attention_check_speed_and_memory():
     assert "SacreBLEU 98.8, perplexity 1.23" in nmt and "| - |" in nmt and "4.50 (over 4 GiB)" in nmt
     stn = results.row(specs["stn"], fake_run({"test/error": 0.011, "test/iou": 0.26, "test/iou_identity": 0.19}))
     assert "test error % 1.1" in stn and "0.26 (uniform / identity 0.19)" in stn
+    draw = results.row(specs["draw"], fake_run({"test/nll_bound": 123.456, "test/kl": 17.96}))
+    assert "NLL bound (nats) 123.5, KL (nats) 18.0" in draw and "| - |" in draw
 
 
 def test_rows_of_an_earlier_table_are_read_back_by_task(tmp_path):

@@ -153,3 +153,12 @@ def test_seed_makes_cpu_runs_repeat_exactly(make_cfg):
     second = run(make_cfg("task=draw", *SHORT, "seed=5"))
     assert first["train/loss_epoch"] == second["train/loss_epoch"]
     assert first["val/nll_bound"] == second["val/nll_bound"]
+
+
+def test_predict_py_samples_from_the_command_line(checkpoints, tmp_path):
+    done = run_cli("predict.py", f"ckpt_path={checkpoints['generate']}", "samples=3", "hydra.run.dir=out",
+                   cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len((tmp_path / "out" / "predictions.jsonl").read_text().splitlines()) == 3
+    missing = run_cli("predict.py", f"ckpt_path={checkpoints['classify']}", "hydra.run.dir=none", cwd=tmp_path)
+    assert missing.returncode != 0 and "predict.py: input=... is required" in missing.stderr

@@ -3,7 +3,6 @@ and draws ``samples=N`` images from the prior (a step-by-step canvas per sample 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -11,21 +10,14 @@ import torch
 
 from figures.draw import canvas_steps_figure, read_windows_figure, sample_grid_figure
 from tasks.prediction.base import Predictor
-from tasks.prediction.inputs import InputError, read_image
-from tasks.prediction.stn import digit_canvas
+from tasks.prediction.inputs import InputError
+from tasks.prediction.stn import DigitPredictor
 
 
-class GlimpsePredictor(Predictor):
+class GlimpsePredictor(DigitPredictor):
+    """Digit images in as for the spatial transformer; the class and the glimpse sequence out."""
+
     task = "DRAW glimpse classification"
-    input_kinds = ("image", "image_folder")
-
-    def load(self, path: Path) -> dict[str, Any]:
-        image = read_image(path, mode="L")
-        return {"image": digit_canvas(image, self.model.hparams.image_size, str(self.options.invert).lower()),
-                "name": str(path)}
-
-    def collate(self, loaded: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"image": torch.stack([item["image"] for item in loaded]), "name": [item["name"] for item in loaded]}
 
     def records(self, batch: dict[str, Any], outputs: dict[str, Any]) -> list[dict[str, Any]]:
         best, classes = outputs["probabilities"].max(dim=-1)                              # [B], [B]
