@@ -90,7 +90,7 @@ class DRAWNetwork(nn.Module):
             read, read_box = self._read(images, errors, decoder_state[0])
             encoder_state = self.encoder(torch.cat([read, decoder_state[0]], dim=-1), encoder_state)
             mean, log_sigma = self.posterior(encoder_state[0]).chunk(2, dim=-1)               # [B, Z] each
-            noise = torch.randn(mean.shape, generator=generator, device=mean.device)
+            noise = standard_normal(mean.shape, generator, mean.device)
             latent = mean + log_sigma.exp() * noise
             decoder_state = self.decoder(latent, decoder_state)
             update, write_box = self._write(decoder_state[0])
@@ -108,7 +108,7 @@ class DRAWNetwork(nn.Module):
         decoder_state = self._zero_states(self.decoder, count, canvas)
         steps: dict[str, list[torch.Tensor]] = {name: [] for name in ("canvases", "latents", "write")}
         for _ in range(self.steps):
-            latent = torch.randn(count, self.latent_size, generator=generator, device=device)
+            latent = standard_normal((count, self.latent_size), generator, device)
             decoder_state = self.decoder(latent, decoder_state)
             update, write_box = self._write(decoder_state[0])
             canvas = canvas + update
@@ -129,6 +129,15 @@ class DRAWNetwork(nn.Module):
         return DrawPass(canvases=stacked(steps["canvases"]), means=stacked(steps["means"]),
                         log_sigmas=stacked(steps["log_sigmas"]), latents=stacked(steps["latents"]),
                         read_boxes=stacked(steps["read"]), write_boxes=stacked(steps["write"]))
+
+
+def standard_normal(shape: tuple[int, ...] | torch.Size, generator: torch.Generator | None,
+                    device: torch.device) -> torch.Tensor:
+    """N(0, I) draws on ``device`` from ``generator`` (on whatever device the generator lives: a CPU generator may
+    drive a GPU model, e.g. predict.py's seed)."""
+    if generator is None:
+        return torch.randn(shape, device=device)
+    return torch.randn(shape, generator=generator, device=generator.device).to(device)
 
 
 def reconstruction_nats(drawn: DrawPass, images: torch.Tensor) -> torch.Tensor:
