@@ -17,6 +17,7 @@ from suite.run import run
 from tasks.prediction.inputs import InputError
 from tests.conftest import metrics_one_process_and_ddp, raises_from_target, run_cli
 from tests.test_predict import predict_config
+from tests.wandb_records import logged_history_keys
 
 SMALL = ["model.steps=4", "model.encoder_size=32", "model.decoder_size=32", "model.latent_size=8",
          "data.batch_size=16"]
@@ -162,3 +163,16 @@ def test_predict_py_samples_from_the_command_line(checkpoints, tmp_path):
     assert len((tmp_path / "out" / "predictions.jsonl").read_text().splitlines()) == 3
     missing = run_cli("predict.py", f"ckpt_path={checkpoints['classify']}", "hydra.run.dir=none", cwd=tmp_path)
     assert missing.returncode != 0 and "predict.py: input=... is required" in missing.stderr
+
+
+def test_wandb_offline_run_holds_the_bound_and_the_three_figures(tmp_path):
+    args = ["task=draw", "trainer=cpu", "logger=wandb", "data.num_workers=0", "trainer.enable_progress_bar=false",
+            *SHORT, "test=false"]
+    done = run_cli("train.py", *args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = next(tmp_path.glob("outputs/draw/*/wandb/offline-run-*"))
+    keys = logged_history_keys(next(run.glob("run-*.wandb")))
+    assert {"val/nll_bound", "val/kl", "val/reconstruction", "train/loss_epoch", "val/canvas_steps/filenames",
+            "val/read_windows/filenames", "val/samples/filenames"} <= keys
+    for name in ("canvas_steps", "read_windows", "samples"):
+        assert list(run.glob(f"files/media/images/val/{name}_*.png")), name
