@@ -26,8 +26,9 @@ from metrics.per_split import ALL_SPLITS, PerSplit
 from modules.draw import DRAWNetwork, importance_weighted_nats, kl_nats, reconstruction_nats
 from modules.gaussian_window import GaussianWindow
 from modules.glimpse_classifier import GlimpseClassifier
-from modules.spatial_transformer import box_mask, mask_iou
+from modules.spatial_transformer import box_mask
 from tasks.base import Task
+from tasks.localisation import log_box_iou
 
 MODES = ("generate", "classify")
 FIGURE_SEED = 0  # validation draws its noise from a fixed private generator: the same z every epoch
@@ -151,11 +152,7 @@ class DRAWTask(Task):
         self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log(f"{split}/acc", self.accuracy[split], on_step=False, on_epoch=True)
         height, width = batch["image"].shape[-2:]
-        truth = box_mask(batch["box"], height, width)                                         # [B, H, W]
-        self.iou[split](mask_iou(box_mask(glimpsed.boxes[-1], height, width), truth))
-        self.iou_identity[split](mask_iou(torch.ones_like(truth), truth))
-        self.log(f"{split}/iou", self.iou[split], on_step=False, on_epoch=True)
-        self.log(f"{split}/iou_identity", self.iou_identity[split], on_step=False, on_epoch=True)
+        log_box_iou(self, split, box_mask(glimpsed.boxes[-1], height, width), batch["box"], height, width)
         if split == "val" and batch_idx == 0:
             count = self.hparams.num_figure_samples
             self.keep_figure_sample({

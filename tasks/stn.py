@@ -23,11 +23,10 @@ from modules.spatial_transformer import (
     HeatmapLocalisationNet,
     LocalisationNet,
     SpatialTransformer,
-    box_mask,
-    mask_iou,
     sampled_region_mask,
 )
 from tasks.base import Task
+from tasks.localisation import log_box_iou
 
 ARCHS = ("cnn", "st_cnn")
 LOCALISATIONS = ("regression", "heatmap")
@@ -141,13 +140,8 @@ class STNClassifier(Task):
     def _update_localisation(self, batch: dict[str, torch.Tensor], out: dict, split: str) -> None:
         """IoU between the region the transformer samples and the digit's true box (and the identity's)."""
         height, width = batch["image"].shape[-2:]
-        truth = box_mask(batch["box"], height, width)                              # [B, H, W]
-        whole = torch.ones_like(truth)
-        self.iou_identity[split](mask_iou(whole, truth))
-        self.log(f"{split}/iou_identity", self.iou_identity[split], on_step=False, on_epoch=True)
-        if out["theta"] is not None:
-            self.iou[split](mask_iou(sampled_region_mask(out["theta"], height, width), truth))
-            self.log(f"{split}/iou", self.iou[split], on_step=False, on_epoch=True)
+        region = sampled_region_mask(out["theta"], height, width) if out["theta"] is not None else None
+        log_box_iou(self, split, region, batch["box"], height, width)
 
     def log_split_end(self, split: str) -> None:
         # 1 - accuracy over the whole split (synced over ranks by the metric)
